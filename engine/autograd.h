@@ -1,0 +1,44 @@
+// Reverse-mode autodiff over the tape of recorded ops, with PyTorch's API shape:
+// backward(loss) accumulates into the .grad of leaves; grad(outputs, inputs) returns gradients
+// without touching .grad; create_graph=true records the backward itself, so it can be
+// differentiated again (the WGAN-GP penalty needs that).
+#pragma once
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace xgan {
+
+// Whether ops record themselves on the tape (per thread; on by default).
+struct GradMode {
+  static bool enabled();
+  static void set_enabled(bool on);
+};
+
+// Disables recording for its scope (like torch.no_grad()).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(GradMode::enabled()) { GradMode::set_enabled(false); }
+  ~NoGradGuard() { GradMode::set_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Accumulates d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) into leaf.grad for every leaf that
+// requires grad. An empty grad_outputs means ones (outputs must then be scalars).
+// With create_graph the accumulated gradients carry history.
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs = {},
+              bool create_graph = false);
+inline void backward(const Tensor& loss) { backward(std::vector<Tensor>{loss}); }
+
+// Returns d(sum_i <outputs[i], grad_outputs[i]>)/d(inputs[j]) for each j; inputs may be leaves or
+// intermediate tensors. An input that does not influence the outputs is an error unless
+// allow_unused, in which case its gradient is a zero tensor.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, bool create_graph = false,
+                         bool allow_unused = false);
+
+}  // namespace xgan

@@ -1,0 +1,50 @@
+// Kernels that are not autograd ops: filling, casting and copying storage, the optimiser update,
+// random numbers. Each backend (kernels/cpu, kernels/cuda) implements the same list, declared
+// once here; engine/ops.def names them as XGAN_KERNEL lines.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace xgan {
+
+// Adam hyper-parameters, PyTorch's defaults. `step` is the 1-based step count after increment.
+struct AdamConfig {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+#define XGAN_BACKEND_KERNELS                                                                     \
+  /* every element of t = value */                                                              \
+  void fill(Tensor& t, double value);                                                           \
+  /* dst = src converted to dst's dtype; same numel, same device */                             \
+  void cast(const Tensor& src, Tensor& dst);                                                    \
+  /* dst += src, same shape and dtype: gradient accumulation into .grad */                      \
+  void add_inplace(Tensor& dst, const Tensor& src);                                             \
+  /* one Adam update of param with grad; m, v are its state; step counts from 1 */              \
+  void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step,         \
+                 const AdamConfig& cfg);                                                        \
+  /* element i gets a draw from Philox4x32-10 with key `seed`, counter `offset + i / k` */        \
+  void random_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev);    \
+  void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high);
+
+namespace cpu {
+XGAN_BACKEND_KERNELS
+}
+namespace cuda {
+XGAN_BACKEND_KERNELS
+// Host <-> device copies of raw bytes (explicit, synchronous with respect to the host).
+void copy_to_device(void* dst, const void* src, size_t bytes);
+void copy_to_host(void* dst, const void* src, size_t bytes);
+void copy_device_to_device(void* dst, const void* src, size_t bytes);
+bool compiled();            // true when built with XGAN_CUDA
+int device_count();         // 0 when not compiled or no GPU
+std::string device_name();  // "" when none
+}  // namespace cuda
+
+// Dispatch helpers: run the kernel of the tensor's device.
+void fill(Tensor& t, double value);
+void cast(const Tensor& src, Tensor& dst);
+void add_inplace(Tensor& dst, const Tensor& src);
+
+}  // namespace xgan
