@@ -149,11 +149,13 @@ std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& 
     for (size_t i = 0; i < op->inputs.size(); ++i) {
       need[i] = pass.input_needed(op->inputs[i]);
       any = any || need[i];
-      if (need[i] && op->inputs[i].version() != op->input_versions[i])
-        throw std::runtime_error(std::string("backward: an input of ") + op->name() +
-                                 " was modified in place after it was used; its gradient would be wrong");
     }
     if (!any) continue;
+    // Any saved input may enter the vjp (x * w needs w for dx), so all of them must be unchanged.
+    for (size_t i = 0; i < op->inputs.size(); ++i)
+      if (op->inputs[i].version() != op->input_versions[i])
+        throw std::runtime_error(std::string("backward: an input of ") + op->name() +
+                                 " was modified in place after it was used; its gradient would be wrong");
     std::vector<Tensor> gin = op->vjp(op->inputs, g, need);
     for (size_t i = 0; i < op->inputs.size(); ++i) {
       if (!need[i] || !gin[i].defined()) continue;

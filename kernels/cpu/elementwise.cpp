@@ -1,0 +1,225 @@
+// CPU forwards of the elementwise, shape and reduction ops, plus fill/cast/add_inplace.
+// Binary ops have fast paths for equal shapes and a scalar operand; anything else goes through
+// broadcast index arithmetic. Loops are OpenMP-parallel above a size where threads pay off.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "engine/backend.h"
+#include "engine/primitives.h"
+#include "kernels/cpu/dispatch.h"
+
+namespace xgan {
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 14;  // below this, thread start-up costs more than the loop
+
+template <class T, class F>
+void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  const int64_t n = out.numel();
+  if (a.shape() == out.shape() && b.shape() == out.shape()) {
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+  } else if (b.numel() == 1 && a.shape() == out.shape()) {
+    const T vb = pb[0];
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
+  } else if (a.numel() == 1 && b.shape() == out.shape()) {
+    const T va = pa[0];
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
+  } else {
+    const auto sa = cpu::broadcast_strides(a.shape(), out.shape());
+    const auto sb = cpu::broadcast_strides(b.shape(), out.shape());
+    const Shape& os = out.shape();
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i)
+      po[i] = f(pa[cpu::broadcast_offset(i, os, sa)], pb[cpu::broadcast_offset(i, os, sb)]);
+  }
+}
+
+template <class T, class F>
+void unary_kernel(const Tensor& x, Tensor& out, F f) {
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  const int64_t n = out.numel();
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
+}
+
+}  // namespace
+
+#define XGAN_BINARY_CPU(Class, expr)                                                     \
+  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {                     \
+    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {                                \
+      using T = decltype(t);                                                              \
+      binary_kernel<T>(in[0], in[1], out, [](T a, T b) { return expr; });                 \
+    });                                                                                   \
+  }
+XGAN_BINARY_CPU(Add, a + b)
+XGAN_BINARY_CPU(Sub, a - b)
+XGAN_BINARY_CPU(Mul, a * b)
+XGAN_BINARY_CPU(Div, a / b)
+XGAN_BINARY_CPU(Equal, a == b ? T(1) : T(0))
+#undef XGAN_BINARY_CPU
+
+#define XGAN_UNARY_CPU(Class, expr)                                                      \
+  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {                     \
+    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {                                \
+      using T = decltype(t);                                                              \
+      unary_kernel<T>(in[0], out, [&](T x) -> T { return expr; });                        \
+    });                                                                                   \
+  }
+XGAN_UNARY_CPU(Neg, -x)
+XGAN_UNARY_CPU(Exp, std::exp(x))
+XGAN_UNARY_CPU(Log, std::log(x))
+XGAN_UNARY_CPU(Sqrt, std::sqrt(x))
+XGAN_UNARY_CPU(Pow, std::pow(x, static_cast<T>(exponent)))
+XGAN_UNARY_CPU(Abs, std::abs(x))
+XGAN_UNARY_CPU(Sign, T((x > 0) - (x < 0)))
+XGAN_UNARY_CPU(LeakyRelu, x > 0 ? x : x * static_cast<T>(slope))
+XGAN_UNARY_CPU(Tanh, std::tanh(x))
+// Split at 0 so exp never overflows: for x < 0, e^x / (1 + e^x).
+XGAN_UNARY_CPU(Sigmoid, x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)))
+#undef XGAN_UNARY_CPU
+
+void LeakyReluGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T s = static_cast<T>(slope);
+    binary_kernel<T>(in[0], in[1], out, [s](T x, T g) { return x > 0 ? g : g * s; });
+  });
+}
+
+void BroadcastTo::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T* px = in[0].data<T>();
+    T* po = out.data<T>();
+    const auto st = cpu::broadcast_strides(in[0].shape(), out.shape());
+    const Shape& os = out.shape();
+    const int64_t n = out.numel();
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) po[i] = px[cpu::broadcast_offset(i, os, st)];
+  });
+}
+
+namespace {
+// Reduction over `dims` of x into out (numel = product of kept dims). For each output element the
+// reduced positions are visited through a precomputed offset table; sums accumulate in double.
+template <class T, class Acc, class Init, class Step>
+void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, Init init, Step step) {
+  const Shape& s = x.shape();
+  const int nd = static_cast<int>(s.size());
+  std::vector<int64_t> stride(static_cast<size_t>(nd), 1);
+  for (int d = nd - 2; d >= 0; --d) stride[d] = stride[d + 1] * s[d + 1];
+  std::vector<bool> red(static_cast<size_t>(nd), false);
+  for (int d : dims) red[static_cast<size_t>(d)] = true;
+  // Offsets of all reduced positions relative to an output element's base.
+  std::vector<int64_t> roff{0};
+  std::vector<int64_t> koff{0};
+  for (int d = 0; d < nd; ++d) {
+    auto& v = red[d] ? roff : koff;
+    std::vector<int64_t> next;
+    next.reserve(v.size() * static_cast<size_t>(s[d]));
+    for (int64_t base : v)
+      for (int64_t i = 0; i < s[d]; ++i) next.push_back(base + i * stride[d]);
+    v.swap(next);
+  }
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  const int64_t nout = static_cast<int64_t>(koff.size()), nred = static_cast<int64_t>(roff.size());
+  if (nout == 1) {
+    Acc acc = init();
+#pragma omp parallel if (nred > kParallelMin)
+    {
+      Acc local = init();
+#pragma omp for nowait
+      for (int64_t r = 0; r < nred; ++r) local = step(local, px[roff[r]]);
+#pragma omp critical
+      acc = step(acc, local);
+    }
+    po[0] = static_cast<T>(acc);
+    return;
+  }
+#pragma omp parallel for if (nout * nred > kParallelMin)
+  for (int64_t o = 0; o < nout; ++o) {
+    Acc acc = init();
+    const T* base = px + koff[o];
+    for (int64_t r = 0; r < nred; ++r) acc = step(acc, base[roff[r]]);
+    po[o] = static_cast<T>(acc);
+  }
+}
+}  // namespace
+
+void Sum::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    reduce_kernel<T, double>(in[0], dims, out, [] { return 0.0; }, [](double a, double v) { return a + v; });
+  });
+}
+
+void Max::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    // NaN propagates, as in torch.amax.
+    reduce_kernel<T, T>(in[0], dims, out, [] { return -std::numeric_limits<T>::infinity(); },
+                        [](T a, T v) { return (v > a || std::isnan(v)) && !std::isnan(a) ? v : a; });
+  });
+}
+
+namespace cpu {
+
+void fill(Tensor& t, double value) {
+  const int64_t n = t.numel();
+  switch (t.dtype()) {
+    case DType::f32: std::fill_n(t.data<float>(), n, static_cast<float>(value)); break;
+    case DType::f64: std::fill_n(t.data<double>(), n, value); break;
+    case DType::i64: std::fill_n(t.data<int64_t>(), n, static_cast<int64_t>(value)); break;
+  }
+  t.bump_version();
+}
+
+namespace {
+template <class S, class D>
+void cast_loop(const S* s, D* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
+}
+template <class S>
+void cast_from(const S* s, Tensor& dst, int64_t n) {
+  switch (dst.dtype()) {
+    case DType::f32: cast_loop(s, dst.data<float>(), n); break;
+    case DType::f64: cast_loop(s, dst.data<double>(), n); break;
+    case DType::i64: cast_loop(s, dst.data<int64_t>(), n); break;
+  }
+}
+}  // namespace
+
+void cast(const Tensor& src, Tensor& dst) {
+  if (src.numel() != dst.numel()) throw std::runtime_error("cast: " + src.str() + " to " + dst.str());
+  const int64_t n = src.numel();
+  switch (src.dtype()) {
+    case DType::f32: cast_from(src.data<float>(), dst, n); break;
+    case DType::f64: cast_from(src.data<double>(), dst, n); break;
+    case DType::i64: cast_from(src.data<int64_t>(), dst, n); break;
+  }
+  dst.bump_version();
+}
+
+void add_inplace(Tensor& dst, const Tensor& src) {
+  dispatch_float(dst.dtype(), "add_inplace", [&](auto t) {
+    using T = decltype(t);
+    T* d = dst.data<T>();
+    const T* s = src.data<T>();
+    const int64_t n = dst.numel();
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+  });
+}
+
+}  // namespace cpu
+}  // namespace xgan
