@@ -155,7 +155,6 @@ class Reader {
     if (n > file_size_ - 8)
       fail("truncated: the header length says " + std::to_string(n) + " bytes but only " +
            std::to_string(file_size_ - 8) + " bytes follow the 8-byte prefix");
-    header_bytes_ = n;
     data_start_ = 8 + n;
     data_bytes_ = file_size_ - data_start_;
     std::string text(n, '\0');
@@ -164,6 +163,10 @@ class Reader {
   }
 
   std::vector<Entry> parse_header(const std::string& text) {
+    // nlohmann's lexer takes a NUL byte for the end of input and would ignore whatever follows it;
+    // raw NULs are never valid JSON (control characters inside strings must be escaped).
+    if (const size_t nul = text.find('\0'); nul != std::string::npos)
+      fail("header is not valid JSON: NUL byte at header offset " + std::to_string(nul));
     // nlohmann keeps the last of duplicate keys silently; a file that names a tensor twice is
     // ambiguous, so top-level keys (depth 1) are tracked while parsing.
     std::set<std::string> seen;
@@ -274,7 +277,7 @@ class Reader {
 
   std::string path_;
   std::ifstream in_;
-  uint64_t file_size_ = 0, header_bytes_ = 0, data_start_ = 0, data_bytes_ = 0;
+  uint64_t file_size_ = 0, data_start_ = 0, data_bytes_ = 0;
   TensorFile file_;
 };
 

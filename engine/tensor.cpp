@@ -157,7 +157,7 @@ Tensor from_vector(const std::vector<double>& v, const Shape& shape, DType dtype
   if (static_cast<int64_t>(v.size()) != numel_of(shape))
     throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " + shape_str(shape));
   Tensor h = empty(shape, DType::f64, kCPU);
-  std::memcpy(h.raw(), v.data(), v.size() * sizeof(double));
+  if (!v.empty()) std::memcpy(h.raw(), v.data(), v.size() * sizeof(double));
   return h.to(dtype).to(device);
 }
 
@@ -165,7 +165,7 @@ Tensor from_vector(const std::vector<float>& v, const Shape& shape, Device devic
   if (static_cast<int64_t>(v.size()) != numel_of(shape))
     throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " + shape_str(shape));
   Tensor h = empty(shape, DType::f32, kCPU);
-  std::memcpy(h.raw(), v.data(), v.size() * sizeof(float));
+  if (!v.empty()) std::memcpy(h.raw(), v.data(), v.size() * sizeof(float));
   return h.to(device);
 }
 

@@ -333,6 +333,8 @@ TEST_CASE("safetensors: malformed headers are rejected with a message that says 
     require_header_error(tmp, "{} trailing", "", "not valid JSON");
     require_header_error(tmp, "", "", "not valid JSON");
     require_header_error(tmp, "{\"\xff\xfe\": 1}", "", "not valid JSON");  // not UTF-8
+    // A NUL ends nlohmann's input; the junk after it must not be silently ignored.
+    require_header_error(tmp, std::string("{}\0junk", 6), "", "NUL byte at header offset 2");
   }
   SECTION("top level not an object") {
     require_header_error(tmp, "[1, 2]", "", "must be an object");

@@ -1,13 +1,17 @@
 // CPU convolutions: conv2d, its adjoint conv_transpose2d and its weight gradient, each as
-// im2col/col2im plus one Eigen GEMM per chunk of samples. The samples of a chunk share one GEMM
-// because the GAN's end layers have tiny maps (4x4 -> 1 logit, 1x1 noise -> 4x4) where a GEMM per
-// sample degenerates into a GEMV; Eigen threads the GEMM, OpenMP the (memory-bound) copies.
-// This is the numerical reference the CUDA convolutions are checked against.
+// im2col/col2im plus one Eigen GEMM per chunk of samples. A chunk shares one GEMM because per
+// sample the GEMMs are thin (an 8x8 map is 64 columns); a window covering the whole map (D's last
+// layer, G's first) skips im2col. OpenMP splits the GEMMs by output blocks and the copies by
+// sample. This is the numerical reference the CUDA convolutions are checked against.
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "engine/primitives.h"
 
@@ -16,6 +20,8 @@ namespace {
 
 template <class T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>>;
 template <class T>
 using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned, left uninitialised
 
@@ -41,9 +47,6 @@ void dispatch_float(const Tensor& out, const char* op, F&& f) {
   }
 }
 
-// Requires b > 0.
-int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-
 void require_stride_pad(int stride, int pad, const char* op) {
   require(stride >= 1 && pad >= 0, op,
           "needs stride >= 1 and pad >= 0, got stride " + std::to_string(stride) + ", pad " +
@@ -60,65 +63,131 @@ struct ConvGeometry {
   int64_t stride, pad;
   int64_t rows() const { return C * kh * kw; }
   int64_t cols() const { return OH * OW; }
-  // [*lo, *hi): the grid positions o with image position o * stride - pad + k inside [0, n).
-  void valid(int64_t n, int64_t k, int64_t grid, int64_t* lo, int64_t* hi) const {
-    *lo = std::clamp<int64_t>(ceil_div(pad - k, stride), 0, grid);
-    *hi = std::clamp<int64_t>(ceil_div(n + pad - k, stride), *lo, grid);
-  }
+  // im2col/col2im work on the image zero-padded so that every window of the grid lies inside it:
+  // no bounds checks in the inner loops, which on a GAN's small maps cost more than the copy.
+  int64_t padded_h() const { return std::max(H + 2 * pad, (OH - 1) * stride + kh); }
+  int64_t padded_w() const { return std::max(W + 2 * pad, (OW - 1) * stride + kw); }
+  bool needs_padding() const { return padded_h() != H || padded_w() != W; }
+  int64_t scratch_size() const { return needs_padding() ? C * padded_h() * padded_w() : 0; }
+  // One window covering the whole image at a single grid position (D's last layer, G's first):
+  // the column matrix of a sample is the sample itself and the convolution a plain GEMM.
+  bool dense() const { return OH == 1 && OW == 1 && pad == 0 && kh == H && kw == W; }
 };
 
-// Writes the column matrix of one image into col (row r starts at col + r * ld); zero padding.
+// Column matrix of an image padded as ConvGeometry says; row r starts at col + r * ld.
 template <class T>
-void im2col(const T* image, const ConvGeometry& g, T* col, int64_t ld) {
+void im2col(const T* padded, const ConvGeometry& g, T* col, int64_t ld) {
+  const int64_t ph = g.padded_h(), pw = g.padded_w(), s = g.stride;
   for (int64_t c = 0; c < g.C; ++c) {
     for (int64_t i = 0; i < g.kh; ++i) {
-      int64_t oh_lo, oh_hi;
-      g.valid(g.H, i, g.OH, &oh_lo, &oh_hi);
       for (int64_t j = 0; j < g.kw; ++j) {
-        int64_t ow_lo, ow_hi;
-        g.valid(g.W, j, g.OW, &ow_lo, &ow_hi);
+        const T* window = padded + (c * ph + i) * pw + j;
         T* row = col + ((c * g.kh + i) * g.kw + j) * ld;
-        std::fill(row, row + oh_lo * g.OW, T(0));
-        for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-          const T* src = image + (c * g.H + oh * g.stride - g.pad + i) * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const T* src = window + oh * s * pw;
           T* dst = row + oh * g.OW;
-          std::fill(dst, dst + ow_lo, T(0));
-          const int64_t off = j - g.pad;
-          if (g.stride == 1) {
-            std::copy(src + ow_lo + off, src + ow_hi + off, dst + ow_lo);
+          if (s == 1) {
+            std::copy(src, src + g.OW, dst);
           } else {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * g.stride + off];
+            for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow * s];
           }
-          std::fill(dst + ow_hi, dst + g.OW, T(0));
         }
-        std::fill(row + oh_hi * g.OW, row + g.OH * g.OW, T(0));
       }
     }
   }
 }
 
-// The adjoint of im2col: adds every column entry into the image position it was read from.
-// Requires `image` zeroed (or holding what the sum should start from).
+// The adjoint of im2col: adds every column entry to the padded-image position it was read from.
 template <class T>
-void col2im(const T* col, int64_t ld, const ConvGeometry& g, T* image) {
+void col2im(const T* col, int64_t ld, const ConvGeometry& g, T* padded) {
+  const int64_t ph = g.padded_h(), pw = g.padded_w(), s = g.stride;
   for (int64_t c = 0; c < g.C; ++c) {
     for (int64_t i = 0; i < g.kh; ++i) {
-      int64_t oh_lo, oh_hi;
-      g.valid(g.H, i, g.OH, &oh_lo, &oh_hi);
       for (int64_t j = 0; j < g.kw; ++j) {
-        int64_t ow_lo, ow_hi;
-        g.valid(g.W, j, g.OW, &ow_lo, &ow_hi);
+        T* window = padded + (c * ph + i) * pw + j;
         const T* row = col + ((c * g.kh + i) * g.kw + j) * ld;
-        const int64_t off = j - g.pad;
-        for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-          T* dst = image + (c * g.H + oh * g.stride - g.pad + i) * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          T* dst = window + oh * s * pw;
           const T* src = row + oh * g.OW;
-          if (g.stride == 1) {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow + off] += src[ow];
+          if (s == 1) {
+            for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] += src[ow];
           } else {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow * g.stride + off] += src[ow];
+            for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow * s] += src[ow];
           }
         }
+      }
+    }
+  }
+}
+
+// image -> column matrix; `scratch` holds g.scratch_size() elements.
+template <class T>
+void image_to_columns(const T* image, const ConvGeometry& g, T* scratch, T* col, int64_t ld) {
+  if (!g.needs_padding()) return im2col(image, g, col, ld);
+  const int64_t ph = g.padded_h(), pw = g.padded_w();
+  std::fill(scratch, scratch + g.scratch_size(), T(0));
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::copy_n(image + (c * g.H + h) * g.W, g.W, scratch + (c * ph + h + g.pad) * pw + g.pad);
+  im2col(scratch, g, col, ld);
+}
+
+// column matrix -> image (overwritten), the adjoint of image_to_columns.
+template <class T>
+void columns_to_image(const T* col, int64_t ld, const ConvGeometry& g, T* scratch, T* image) {
+  if (!g.needs_padding()) {
+    std::fill(image, image + g.C * g.H * g.W, T(0));
+    return col2im(col, ld, g, image);
+  }
+  const int64_t ph = g.padded_h(), pw = g.padded_w();
+  std::fill(scratch, scratch + g.scratch_size(), T(0));
+  col2im(col, ld, g, scratch);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::copy_n(scratch + (c * ph + h + g.pad) * pw + g.pad, g.W, image + (c * g.H + h) * g.W);
+}
+
+// f(b, scratch) for b in [0, nb), spread over the OpenMP threads, one scratch buffer per thread.
+template <class T, class F>
+void for_each_sample(int64_t nb, int64_t scratch_size, F&& f) {
+#pragma omp parallel
+  {
+    Buffer<T> scratch(scratch_size);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nb; ++b) f(b, scratch.data());
+  }
+}
+
+// dst = a * b (or dst += a * b), split by output columns (rows when there are more rows) across
+// the OpenMP threads, each block a single-threaded Eigen GEMM. Eigen's own threading syncs its
+// threads by spinning; on a busy 2-core machine that made a 2 ms product take 300 ms.
+template <class Dst, class A, class B>
+void parallel_product(Dst dst, const A& a, const B& b, bool accumulate) {
+  const bool by_cols = dst.cols() >= dst.rows();
+  const int64_t n = by_cols ? dst.cols() : dst.rows();
+#pragma omp parallel
+  {
+    int64_t threads = 1, t = 0;
+#ifdef _OPENMP
+    threads = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    // Blocks in multiples of 16 keep the vectorised kernels on full packets.
+    const int64_t per = ((n + threads - 1) / threads + 15) / 16 * 16;
+    const int64_t lo = std::min(n, t * per), len = std::min(n, lo + per) - lo;
+    if (len > 0 && by_cols) {
+      auto d = dst.middleCols(lo, len);
+      if (accumulate) {
+        d.noalias() += a * b.middleCols(lo, len);
+      } else {
+        d.noalias() = a * b.middleCols(lo, len);
+      }
+    } else if (len > 0) {
+      auto d = dst.middleRows(lo, len);
+      if (accumulate) {
+        d.noalias() += a.middleRows(lo, len) * b;
+      } else {
+        d.noalias() = a.middleRows(lo, len) * b;
       }
     }
   }
@@ -153,22 +222,25 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
                        y.size(2), y.size(3), stride,    pad};
   require(w.size(1) == g.C && y.size(0) == N && y.size(1) == Co, "conv2d",
           "x " + x.str() + ", w " + w.str() + ", out " + y.str() + " do not fit together");
-  const int64_t K = g.rows(), P = g.cols();
+  const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
   const T* xd = x.data<T>();
   T* yd = y.data<T>();
-  const Eigen::Map<const RowMat<T>> wm(w.data<T>(), Co, K);
-
+  const ConstMap<T> wm(w.data<T>(), Co, K);
+  if (g.dense()) {
+    parallel_product(Eigen::Map<RowMat<T>>(yd, N, Co), ConstMap<T>(xd, N, K), wm.transpose(),
+                     false);
+    return;
+  }
   const int64_t B = chunk_samples(N, K * P);
   Buffer<T> col(K * B * P), wide(B > 1 ? Co * B * P : 0);
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0), ld = nb * P;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nb; ++b)
-      im2col(xd + (n0 + b) * g.C * g.H * g.W, g, col.data() + b * P, ld);
-    const Eigen::Map<const RowMat<T>> cm(col.data(), K, ld);
+    for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
+      image_to_columns(xd + (n0 + b) * image, g, scratch, col.data() + b * P, ld);
+    });
     // One sample's product is already in NCHW order: write it in place.
     T* dst = nb == 1 ? yd + n0 * Co * P : wide.data();
-    Eigen::Map<RowMat<T>>(dst, Co, ld).noalias() = wm * cm;
+    parallel_product(Eigen::Map<RowMat<T>>(dst, Co, ld), wm, ConstMap<T>(col.data(), K, ld), false);
     if (nb > 1) wide_to_samples(wide.data(), nb, Co, P, yd + n0 * Co * P);
   }
 }
@@ -186,8 +258,11 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, i
   const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
   const T* xd = x.data<T>();
   T* yd = y.data<T>();
-  const Eigen::Map<const RowMat<T>> wm(w.data<T>(), Ci, K);
-
+  const ConstMap<T> wm(w.data<T>(), Ci, K);
+  if (g.dense()) {
+    parallel_product(Eigen::Map<RowMat<T>>(yd, N, K), ConstMap<T>(xd, N, Ci), wm, false);
+    return;
+  }
   const int64_t B = chunk_samples(N, K * P);
   Buffer<T> col(K * B * P), wide(B > 1 ? Ci * B * P : 0);
   for (int64_t n0 = 0; n0 < N; n0 += B) {
@@ -197,14 +272,11 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, i
       samples_to_wide(xs, nb, Ci, P, wide.data());
       xs = wide.data();
     }
-    Eigen::Map<RowMat<T>>(col.data(), K, ld).noalias() =
-        wm.transpose() * Eigen::Map<const RowMat<T>>(xs, Ci, ld);
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nb; ++b) {
-      T* yn = yd + (n0 + b) * image;
-      std::fill(yn, yn + image, T(0));
-      col2im(col.data() + b * P, ld, g, yn);
-    }
+    parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(),
+                     ConstMap<T>(xs, Ci, ld), false);
+    for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
+      columns_to_image(col.data() + b * P, ld, g, scratch, yd + (n0 + b) * image);
+    });
   }
 }
 
@@ -217,28 +289,31 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
                        dy.size(2), dy.size(3), stride,    pad};
   require(dy.size(0) == N && dw.size(0) == Co && dw.size(1) == g.C, "conv2d_weight_grad",
           "x " + x.str() + ", dy " + dy.str() + ", out " + dw.str() + " do not fit together");
-  const int64_t K = g.rows(), P = g.cols();
+  const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
   const T* xd = x.data<T>();
   const T* dyd = dy.data<T>();
   Eigen::Map<RowMat<T>> dwm(dw.data<T>(), Co, K);
-  dwm.setZero();
-
+  if (g.dense()) {
+    parallel_product(dwm, ConstMap<T>(dyd, N, Co).transpose(), ConstMap<T>(xd, N, K), false);
+    return;
+  }
   // The sum over samples is the GEMM's inner dimension, so there is nothing to race on and the
   // GEMM is deep; chunks (large images only) add up in a fixed order.
+  dwm.setZero();
   const int64_t B = chunk_samples(N, K * P);
   Buffer<T> col(K * B * P), wide(B > 1 ? Co * B * P : 0);
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0), ld = nb * P;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nb; ++b)
-      im2col(xd + (n0 + b) * g.C * g.H * g.W, g, col.data() + b * P, ld);
+    for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
+      image_to_columns(xd + (n0 + b) * image, g, scratch, col.data() + b * P, ld);
+    });
     const T* dys = dyd + n0 * Co * P;
     if (nb > 1) {
       samples_to_wide(dys, nb, Co, P, wide.data());
       dys = wide.data();
     }
-    dwm.noalias() += Eigen::Map<const RowMat<T>>(dys, Co, ld) *
-                     Eigen::Map<const RowMat<T>>(col.data(), K, ld).transpose();
+    parallel_product(dwm, ConstMap<T>(dys, Co, ld), ConstMap<T>(col.data(), K, ld).transpose(),
+                     true);
   }
 }
 

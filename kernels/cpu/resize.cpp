@@ -1,7 +1,7 @@
 // CPU bilinear resize (torch.nn.functional.interpolate, mode='bilinear', align_corners=False) and
-// its exact adjoint, used for its backward. Both read their weights from one table per axis,
-// computed as PyTorch's CPU kernel does (in the element type, index clamped into range), so the
-// forward matches PyTorch's rounding and the adjoint is exact to the last bit of each weight.
+// its exact adjoint, used for its backward. Both read one weight table per axis, computed as
+// PyTorch's CPU kernel does (in the element type, indices clamped into range), so the forward
+// rounds like PyTorch and the backward is the transpose of exactly the forward's weights.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
