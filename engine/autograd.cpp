@@ -18,10 +18,16 @@ namespace xgan {
 
 namespace {
 thread_local bool g_grad_enabled = true;
-}
+thread_local VjpOverride g_vjp_override;
+}  // namespace
 
 bool GradMode::enabled() { return g_grad_enabled; }
 void GradMode::set_enabled(bool on) { g_grad_enabled = on; }
+
+VjpOverrideGuard::VjpOverrideGuard(VjpOverride rule) : prev_(std::move(g_vjp_override)) {
+  g_vjp_override = std::move(rule);
+}
+VjpOverrideGuard::~VjpOverrideGuard() { g_vjp_override = std::move(prev_); }
 
 namespace {
 
@@ -156,7 +162,11 @@ std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& 
       if (op->inputs[i].version() != op->input_versions[i])
         throw std::runtime_error(std::string("backward: an input of ") + op->name() +
                                  " was modified in place after it was used; its gradient would be wrong");
-    std::vector<Tensor> gin = op->vjp(op->inputs, g, need);
+    std::vector<Tensor> gin;
+    if (!(g_vjp_override && g_vjp_override(*op, op->inputs, g, need, gin))) gin = op->vjp(op->inputs, g, need);
+    if (gin.size() != op->inputs.size())
+      throw std::logic_error(std::string("backward of ") + op->name() + " returned " + std::to_string(gin.size()) +
+                             " gradients for " + std::to_string(op->inputs.size()) + " inputs");
     for (size_t i = 0; i < op->inputs.size(); ++i) {
       if (!need[i] || !gin[i].defined()) continue;
       const Tensor& t = op->inputs[i];

@@ -3,6 +3,7 @@
 // without touching .grad; create_graph=true records the backward itself, so it can be
 // differentiated again (the WGAN-GP penalty needs that).
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -25,6 +26,24 @@ class NoGradGuard {
 
  private:
   bool prev_;
+};
+
+class Op;
+// A custom backward rule for some ops, active for the backward passes run in its scope (per
+// thread). It is asked first for every op: returning true with `grads` filled (one entry per
+// input, undefined where !need) replaces the op's vjp; returning false keeps the op's own.
+// DeepLIFT uses this to swap each nonlinearity's derivative for its rescale multiplier.
+using VjpOverride = std::function<bool(const Op& op, const std::vector<Tensor>& inputs, const Tensor& grad_out,
+                                       const std::vector<bool>& need, std::vector<Tensor>& grads)>;
+class VjpOverrideGuard {
+ public:
+  explicit VjpOverrideGuard(VjpOverride rule);
+  ~VjpOverrideGuard();
+  VjpOverrideGuard(const VjpOverrideGuard&) = delete;
+  VjpOverrideGuard& operator=(const VjpOverrideGuard&) = delete;
+
+ private:
+  VjpOverride prev_;
 };
 
 // Accumulates d(sum_i <outputs[i], grad_outputs[i]>)/d(leaf) into leaf.grad for every leaf that

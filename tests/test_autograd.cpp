@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/op.h"
 #include "engine/ops.h"
 
 using namespace xgan;
@@ -170,4 +171,24 @@ TEST_CASE("shape errors name the op and the shapes", "[ops]") {
   CHECK_THROWS_WITH(batch_norm(x, zeros({4}), zeros({3}), Tensor(), Tensor(), true),
                     Catch::Contains("weight must be [3]"));
   CHECK_THROWS_WITH(binary_cross_entropy(zeros({2}), zeros({3})), Catch::Contains("differ in shape"));
+}
+
+TEST_CASE("a vjp override replaces chosen ops' backward for its scope only", "[autograd]") {
+  // Pretend tanh is linear (derivative 1), as a DeepLIFT-style rule would swap a derivative.
+  Tensor x = param({0.5, -1.0});
+  Tensor y = sum(tanh(x) * 3.0);
+  auto rule = [](const Op& op, const std::vector<Tensor>&, const Tensor& g, const std::vector<bool>&,
+                 std::vector<Tensor>& grads) {
+    if (std::string(op.name()) != "tanh") return false;
+    grads = {g};
+    return true;
+  };
+  {
+    VjpOverrideGuard guard(rule);
+    auto g = grad({y}, {x})[0].to_vector();
+    CHECK(g[0] == Approx(3.0));
+    CHECK(g[1] == Approx(3.0));
+  }
+  auto g = grad({y}, {x})[0].to_vector();  // the guard is gone: the true derivative again
+  CHECK(g[0] == Approx(3.0 * (1 - std::tanh(0.5) * std::tanh(0.5))));
 }
