@@ -1,11 +1,14 @@
-// The xgan command-line tool. For now: --help and --version; the subcommands of DESIGN.md
-// (train, sample, step, explain, eval, fid, bench) arrive with the issues that build them.
+// The xgan command-line tool: wires the subcommands of train/cmd_*.cpp together and turns any
+// error into a one-line message and a non-zero exit code.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/backend.h"
+#include "train/commands.h"
 
 namespace {
 
@@ -15,8 +18,9 @@ std::string version_text() {
     s += "CUDA: not compiled in (CPU backend only)\n";
   } else {
     int n = xgan::cuda::device_count();
-    s += "CUDA: compiled in; " + (n > 0 ? std::to_string(n) + " GPU(s), first: " + xgan::cuda::device_name()
-                                        : std::string("no GPU visible")) + "\n";
+    s += "CUDA: compiled in; " +
+         (n > 0 ? std::to_string(n) + " GPU(s), first: " + xgan::cuda::device_name()
+                : std::string("no GPU visible")) + "\n";
   }
   return s;
 }
@@ -29,14 +33,28 @@ int main(int argc, char** argv) {
       "after Rozendo et al., \"X-GAN\", ICEIS 2024. A from-scratch C++20/CUDA autodiff engine."};
   app.set_version_flag("--version", [] { return version_text(); }, "Print the version and the CUDA status, then exit");
   app.require_subcommand(0, 1);
-  app.footer("Subcommands (train, sample, step, explain, eval, fid, bench) are being built; see README.md.");
+  app.footer("Run `xgan <subcommand> --help` for the options of each subcommand.");
+  std::vector<std::pair<CLI::App*, xgan::cli::Run>> commands;
+  auto add = [&](auto adder) {
+    size_t before = app.get_subcommands({}).size();
+    xgan::cli::Run run = adder(app);
+    commands.emplace_back(app.get_subcommands({})[before], std::move(run));
+  };
+  add(xgan::cli::add_train);
+  add(xgan::cli::add_sample);
+  add(xgan::cli::add_step);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (argc == 1) {
-    std::fputs(app.help().c_str(), stdout);
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xgan: error: %s\n", e.what());
+    return 1;
   }
+  std::fputs(app.help().c_str(), stdout);
   return 0;
 }
