@@ -16,6 +16,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/safetensors.h"
+#include "tensor_compare.h"
 
 // The build defines it (tests/CMakeLists.txt); the fallback serves a run from the repository root.
 #ifndef XGAN_GOLDEN_DIR
@@ -23,20 +24,13 @@
 #endif
 
 using namespace xgan;
+using xgan::test::Comparison;
+using xgan::test::compare;
+using xgan::test::Tol;
 
 namespace {
 
-// ---- comparison ---------------------------------------------------------------------------------
-
-// An element passes when |got - want| <= rtol * (|want| + floor * max|want|) + atol.
-// The floor keeps elements far below the tensor's scale (where summation or cancellation leaves
-// an error relative to the scale, not to the element) from dominating; atol only serves
-// tensors that are exactly zero in PyTorch.
-struct Tol {
-  double rtol;
-  double floor = 0.0;
-  double atol = 0.0;
-};
+// ---- tolerances (the comparison itself: tests/tensor_compare.h) -----------------------------
 
 // float64: only the order of floating-point operations differs from PyTorch; that costs ~1e-14
 // relative here, so 1e-10 still catches any formula difference (eps placement, biased/unbiased
@@ -55,59 +49,6 @@ constexpr Tol kF32Elem{1e-6, 1e-3};
 constexpr Tol kF32ElemGrad{2e-5, 1e-2};
 // float32 mean-reduced losses: a mean of 24 terms, each a few ulp off.
 constexpr Tol kF32Loss{2e-6};
-
-struct Comparison {
-  bool ok = true;
-  std::string report;
-};
-
-Comparison compare(const std::string& name, const Tensor& got, const Tensor& want, Tol tol) {
-  Comparison c;
-  std::ostringstream os;
-  os.precision(6);
-  if (!got.defined()) {
-    c.ok = false;
-    os << name << ": no tensor (undefined), want " << want.str();
-    c.report = os.str();
-    return c;
-  }
-  if (got.shape() != want.shape() || got.dtype() != want.dtype()) {
-    c.ok = false;
-    os << name << ": got " << got.str() << ", want " << want.str();
-    c.report = os.str();
-    return c;
-  }
-  const std::vector<double> a = got.to(kCPU).to_vector(), b = want.to_vector();
-  double scale = 0;
-  for (double v : b) scale = std::max(scale, std::abs(v));
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  double max_abs = 0, max_rel = 0, worst_ratio = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    // A NaN (or inf) anywhere counts as an infinite error.
-    const double err = std::isfinite(a[i]) ? std::abs(a[i] - b[i]) : kInf;
-    const double allowed = tol.rtol * (std::abs(b[i]) + tol.floor * scale) + tol.atol;
-    const double ratio = err == 0 ? 0 : (allowed > 0 ? err / allowed : kInf);
-    max_abs = std::max(max_abs, err);
-    if (b[i] != 0) max_rel = std::max(max_rel, err / std::abs(b[i]));
-    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
-  }
-  c.ok = worst_ratio <= 1.0;
-  os << name << " " << want.str() << ": max abs err " << max_abs << ", max rel err " << max_rel
-     << ", worst at [" << worst << "] got " << (a.empty() ? 0 : a[worst]) << " want "
-     << (b.empty() ? 0 : b[worst]) << " (" << worst_ratio << " x allowed; rtol " << tol.rtol
-     << ", floor " << tol.floor << " x max|want| = " << scale << ", atol " << tol.atol << ")";
-  c.report = os.str();
-  return c;
-}
-
-// CHECK with the report attached, so a failure names the tensor and the errors.
-#define CHECK_GOLDEN(name, got, want, tol)                 \
-  do {                                                     \
-    const Comparison cmp_ = compare((name), (got), (want), (tol)); \
-    INFO(cmp_.report);                                     \
-    CHECK(cmp_.ok);                                        \
-  } while (0)
 
 // ---- golden files -------------------------------------------------------------------------------
 
@@ -168,12 +109,12 @@ void check_first_order(const Golden& g, const std::string& prefix, const std::ve
     }
   }
   Tensor y = fn(leaves);
-  CHECK_GOLDEN(prefix + ".y", y, g.at(prefix + ".y"), fwd);
+  CHECK_CLOSE(prefix + ".y", y, g.at(prefix + ".y"), fwd);
   backward({y}, {g.copy(prefix + ".gy")});
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string key = prefix + ".g" + names[i];
     const Tensor want = accumulate ? plus(g.at(key), before[i]) : g.at(key);
-    CHECK_GOLDEN(key + (accumulate ? " (garbage + golden)" : ""), leaves[i].grad(), want, bwd);
+    CHECK_CLOSE(key + (accumulate ? " (garbage + golden)" : ""), leaves[i].grad(), want, bwd);
   }
 }
 
@@ -263,8 +204,8 @@ TEST_CASE("golden: batch_norm train and eval, grads and running statistics", "[g
         };
         check_first_order(g, p, {"x", "gamma", "beta"}, fn, sum_tol(tag), sum_tol(tag), acc);
         // Train mode: r = 0.9 r + 0.1 batch stat (unbiased variance); eval: untouched.
-        CHECK_GOLDEN(p + ".running_mean", rm, g.at(p + ".running_mean"), sum_tol(tag));
-        CHECK_GOLDEN(p + ".running_var", rv, g.at(p + ".running_var"), sum_tol(tag));
+        CHECK_CLOSE(p + ".running_mean", rm, g.at(p + ".running_mean"), sum_tol(tag));
+        CHECK_CLOSE(p + ".running_var", rv, g.at(p + ".running_var"), sum_tol(tag));
       }
 }
 
@@ -298,13 +239,13 @@ TEST_CASE("golden: binary_cross_entropy, log clamped at -100, and its gradient",
     INFO(p);
     // p in {0, 1, beyond and inside the clamp} with hard and soft targets.
     Tensor loss = binary_cross_entropy(g.at(p + ".clamp.p"), g.at(p + ".clamp.target"));
-    CHECK_GOLDEN(p + ".clamp.loss", loss, g.at(p + ".clamp.loss"), f64 ? kF64 : kF32Loss);
+    CHECK_CLOSE(p + ".clamp.loss", loss, g.at(p + ".clamp.loss"), f64 ? kF64 : kF32Loss);
 
     Tensor prob = g.leaf(p + ".grad.p");
     Tensor l = binary_cross_entropy(prob, g.at(p + ".grad.target"));
-    CHECK_GOLDEN(p + ".grad.loss", l, g.at(p + ".grad.loss"), f64 ? kF64 : kF32Loss);
+    CHECK_CLOSE(p + ".grad.loss", l, g.at(p + ".grad.loss"), f64 ? kF64 : kF32Loss);
     backward({l}, {g.copy(p + ".grad.gy")});
-    CHECK_GOLDEN(p + ".grad.gp", prob.grad(), g.at(p + ".grad.gp"), f64 ? kF64 : kF32ElemGrad);
+    CHECK_CLOSE(p + ".grad.gp", prob.grad(), g.at(p + ".grad.gp"), f64 ? kF64 : kF32ElemGrad);
   }
 }
 
@@ -316,10 +257,10 @@ TEST_CASE("golden: binary_cross_entropy_with_logits and grads of input and targe
     INFO(p << ": x includes +-50, +-100, 0");
     Tensor x = g.leaf(p + ".x"), t = g.leaf(p + ".target");
     Tensor loss = binary_cross_entropy_with_logits(x, t);
-    CHECK_GOLDEN(p + ".loss", loss, g.at(p + ".loss"), f64 ? kF64 : kF32Loss);
+    CHECK_CLOSE(p + ".loss", loss, g.at(p + ".loss"), f64 ? kF64 : kF32Loss);
     backward({loss}, {g.copy(p + ".gy")});
-    CHECK_GOLDEN(p + ".gx", x.grad(), g.at(p + ".gx"), f64 ? kF64 : kF32ElemGrad);
-    CHECK_GOLDEN(p + ".gtarget", t.grad(), g.at(p + ".gtarget"), f64 ? kF64 : kF32ElemGrad);
+    CHECK_CLOSE(p + ".gx", x.grad(), g.at(p + ".gx"), f64 ? kF64 : kF32ElemGrad);
+    CHECK_CLOSE(p + ".gtarget", t.grad(), g.at(p + ".gtarget"), f64 ? kF64 : kF32ElemGrad);
   }
 }
 
@@ -347,9 +288,9 @@ TEST_CASE("golden: Adam, three float32 steps with lr 1e-4 and betas (0.5, 0.999)
     for (int i = 0; i < n; ++i) {
       const std::string k = std::to_string(i);
       const size_t u = size_t(i);
-      CHECK_GOLDEN(p + ".p" + k, opt.params()[u], g.at(p + ".p" + k), param_tol);
-      CHECK_GOLDEN(p + ".exp_avg" + k, opt.exp_avg()[u], g.at(p + ".exp_avg" + k), state_tol);
-      CHECK_GOLDEN(p + ".exp_avg_sq" + k, opt.exp_avg_sq()[u], g.at(p + ".exp_avg_sq" + k), state_tol);
+      CHECK_CLOSE(p + ".p" + k, opt.params()[u], g.at(p + ".p" + k), param_tol);
+      CHECK_CLOSE(p + ".exp_avg" + k, opt.exp_avg()[u], g.at(p + ".exp_avg" + k), state_tol);
+      CHECK_CLOSE(p + ".exp_avg_sq" + k, opt.exp_avg_sq()[u], g.at(p + ".exp_avg_sq" + k), state_tol);
       CHECK(opt.steps()[u] == s);
     }
   }
@@ -380,16 +321,16 @@ TEST_CASE("golden: WGAN-GP penalty and its gradient (double backward)", "[golden
       h = batch_norm(h, in[2], in[3], rm, rv, /*training=*/true, momentum, eps);
       h = leaky_relu(h, slope);
       Tensor out = conv2d(h, in[4], s2, p2);  // [N, 1, 1, 1]: one critic value per image
-      CHECK_GOLDEN(p + ".out", out, g.at(p + ".out"), tol);
-      CHECK_GOLDEN(p + ".running_mean", rm, g.at(p + ".running_mean"), tol);
-      CHECK_GOLDEN(p + ".running_var", rv, g.at(p + ".running_var"), tol);
+      CHECK_CLOSE(p + ".out", out, g.at(p + ".out"), tol);
+      CHECK_CLOSE(p + ".running_mean", rm, g.at(p + ".running_mean"), tol);
+      CHECK_CLOSE(p + ".running_var", rv, g.at(p + ".running_var"), tol);
 
       Tensor gx = grad({sum(out)}, {in[0]}, {}, /*create_graph=*/true)[0];
-      CHECK_GOLDEN(p + ".grad_x", gx, g.at(p + ".grad_x"), tol);
+      CHECK_CLOSE(p + ".grad_x", gx, g.at(p + ".grad_x"), tol);
       const int64_t n = gx.size(0);
       Tensor norms = sqrt(sum(square(reshape(gx, {n, -1})), {1}));
       Tensor penalty = mean(square(sub(norms, 1.0)));
-      CHECK_GOLDEN(p + ".penalty", penalty, g.at(p + ".penalty"), tol);
+      CHECK_CLOSE(p + ".penalty", penalty, g.at(p + ".penalty"), tol);
 
       std::vector<Tensor> grads, before;
       if (use_backward) {
@@ -413,7 +354,7 @@ TEST_CASE("golden: WGAN-GP penalty and its gradient (double backward)", "[golden
           want = plus(want, before[i]);
           if (names[i] == "beta") t = tol;
         }
-        CHECK_GOLDEN(key, grads[i], want, t);
+        CHECK_CLOSE(key, grads[i], want, t);
       }
     }
   }

@@ -25,71 +25,25 @@
 #include "models/gan.h"
 #include "train/commands.h"
 #include "train/step.h"
+#include "tensor_compare.h"
 
 #ifndef XGAN_GOLDEN_DIR
 #define XGAN_GOLDEN_DIR "tests/golden"
 #endif
 
 using namespace xgan;
+using xgan::test::compare;
+using xgan::test::Tol;
 
 namespace {
 
-// ---- comparison ---------------------------------------------------------------------------------
-
-// An element passes when |got - want| <= rtol * (|want| + floor * max|want|). The floor lets
-// elements far below the tensor's scale (where a sum's rounding error is relative to the scale,
-// not to the element) be judged against the scale.
-struct Tol {
-  double rtol;
-  double floor;
-};
+// ---- tolerances (the comparison itself: tests/tensor_compare.h) -----------------------------
 
 // float64: the computation is the same formula as PyTorch's, only the order of the float64
 // additions differs (GEMM blocking, reductions); the worst element over all cases and three
 // iterations measures 2.1e-13 on this scale (most are ~1e-15). 1e-10 still fails on any formula difference (a biased variance, an eps in the
 // wrong place, a statistic updated once too often), which all show at 1e-6 or more.
 constexpr Tol kF64{1e-10, 1e-3};
-
-struct Comparison {
-  bool ok = true;
-  double worst_ratio = 0;
-  std::string report;
-};
-
-Comparison compare(const std::string& name, const Tensor& got, const Tensor& want, Tol tol) {
-  Comparison c;
-  std::ostringstream os;
-  os.precision(6);
-  if (!got.defined() || got.shape() != want.shape()) {
-    c.ok = false;
-    os << name << ": got " << got.str() << ", want " << want.str();
-    c.report = os.str();
-    return c;
-  }
-  const std::vector<double> a = got.to(kCPU).to_vector(), b = want.to_vector();
-  double scale = 0;
-  for (double v : b) scale = std::max(scale, std::abs(v));
-  size_t worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double err = std::isfinite(a[i]) ? std::abs(a[i] - b[i]) : std::numeric_limits<double>::infinity();
-    const double allowed = tol.rtol * (std::abs(b[i]) + tol.floor * scale);
-    const double ratio = err == 0 ? 0 : (allowed > 0 ? err / allowed : std::numeric_limits<double>::infinity());
-    if (ratio > c.worst_ratio) c.worst_ratio = ratio, worst = i;
-  }
-  c.ok = c.worst_ratio <= 1.0;
-  os << name << " " << want.str() << ": worst at [" << worst << "] got " << (a.empty() ? 0 : a[worst]) << " want "
-     << (b.empty() ? 0 : b[worst]) << " (" << c.worst_ratio << " x allowed; rtol " << tol.rtol << ", floor "
-     << tol.floor << " x max|want| = " << scale << ")";
-  c.report = os.str();
-  return c;
-}
-
-#define CHECK_CLOSE(name, got, want, tol)                         \
-  do {                                                            \
-    const Comparison cmp_ = compare((name), (got), (want), (tol)); \
-    INFO(cmp_.report);                                            \
-    CHECK(cmp_.ok);                                               \
-  } while (0)
 
 // ---- golden cases -------------------------------------------------------------------------------
 

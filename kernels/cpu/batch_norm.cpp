@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/primitives.h"
+#include "kernels/cpu/dispatch.h"
 
 namespace xgan {
 namespace {
@@ -15,18 +16,6 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
 }
 
-// Runs f(T{}) for the float type of `out`.
-template <class F>
-void dispatch_float(const Tensor& out, const char* op, F&& f) {
-  switch (out.dtype()) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    default:
-      throw std::runtime_error(std::string(op) + ": no CPU kernel for " + out.str());
-  }
-}
 
 // x viewed as [N, C, S]: S = H * W, or 1 for a [N, C] input.
 struct ChannelLayout {
@@ -137,7 +126,7 @@ void batch_norm_eval(const std::vector<Tensor>& in, Tensor& y, double eps) {
 
 void BatchNormTrain::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require(in.size() == 3, "batch_norm", "training expects inputs (x, weight, bias)");
-  dispatch_float(out, "batch_norm", [&](auto t) {
+  cpu::dispatch_float(out.dtype(), "batch_norm", [&](auto t) {
     batch_norm_train<decltype(t)>(in[0], in[1], in[2], out, momentum, eps, running_mean,
                                   running_var);
   });
@@ -146,7 +135,7 @@ void BatchNormTrain::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
 void BatchNormEval::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require(in.size() == 5, "batch_norm",
           "inference expects inputs (x, weight, bias, running_mean, running_var)");
-  dispatch_float(out, "batch_norm", [&](auto t) { batch_norm_eval<decltype(t)>(in, out, eps); });
+  cpu::dispatch_float(out.dtype(), "batch_norm", [&](auto t) { batch_norm_eval<decltype(t)>(in, out, eps); });
 }
 
 }  // namespace xgan

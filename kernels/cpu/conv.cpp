@@ -14,6 +14,7 @@
 #endif
 
 #include "engine/primitives.h"
+#include "kernels/cpu/dispatch.h"
 
 namespace xgan {
 namespace {
@@ -34,18 +35,6 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
 }
 
-// Runs f(T{}) for the float type of `out`.
-template <class F>
-void dispatch_float(const Tensor& out, const char* op, F&& f) {
-  switch (out.dtype()) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    default:
-      throw std::runtime_error(std::string(op) + ": no CPU kernel for " + out.str());
-  }
-}
 
 void require_stride_pad(int stride, int pad, const char* op) {
   require(stride >= 1 && pad >= 0, op,
@@ -322,14 +311,14 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
 void Conv2d::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_stride_pad(stride, pad, "conv2d");
   require(in.size() == 2, "conv2d", "expects inputs (x, w)");
-  dispatch_float(out, "conv2d",
+  cpu::dispatch_float(out.dtype(), "conv2d",
                  [&](auto t) { conv2d<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 
 void ConvTranspose2d::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_stride_pad(stride, pad, "conv_transpose2d");
   require(in.size() == 2, "conv_transpose2d", "expects inputs (x, w)");
-  dispatch_float(out, "conv_transpose2d",
+  cpu::dispatch_float(out.dtype(), "conv_transpose2d",
                  [&](auto t) { conv_transpose2d<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 
@@ -338,7 +327,7 @@ void Conv2dWeightGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require(in.size() == 2, "conv2d_weight_grad", "expects inputs (x, dy)");
   require(out.dim() == 4 && out.size(2) == kh && out.size(3) == kw, "conv2d_weight_grad",
           "output " + out.str() + " does not match the kernel size");
-  dispatch_float(out, "conv2d_weight_grad",
+  cpu::dispatch_float(out.dtype(), "conv2d_weight_grad",
                  [&](auto t) { conv2d_weight_grad<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 

@@ -8,22 +8,11 @@
 #include <string>
 
 #include "engine/primitives.h"
+#include "kernels/cpu/dispatch.h"
 
 namespace xgan {
 namespace {
 
-// Runs f(T{}) for the float type of `out`.
-template <class F>
-void dispatch_float(const Tensor& out, const char* op, F&& f) {
-  switch (out.dtype()) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    default:
-      throw std::runtime_error(std::string(op) + ": no CPU kernel for " + out.str());
-  }
-}
 
 void require_pair(const std::vector<Tensor>& in, const Tensor& out, const char* op) {
   if (in.size() != 2 || in[0].numel() != in[1].numel() || out.numel() != 1)
@@ -68,13 +57,13 @@ void bce_with_logits(const Tensor& x, const Tensor& t, Tensor& out) {
 
 void BinaryCrossEntropy::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_pair(in, out, "binary_cross_entropy");
-  dispatch_float(out, "binary_cross_entropy",
+  cpu::dispatch_float(out.dtype(), "binary_cross_entropy",
                  [&](auto t) { binary_cross_entropy<decltype(t)>(in[0], in[1], out); });
 }
 
 void BceWithLogits::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_pair(in, out, "binary_cross_entropy_with_logits");
-  dispatch_float(out, "binary_cross_entropy_with_logits",
+  cpu::dispatch_float(out.dtype(), "binary_cross_entropy_with_logits",
                  [&](auto t) { bce_with_logits<decltype(t)>(in[0], in[1], out); });
 }
 

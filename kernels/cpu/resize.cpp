@@ -9,22 +9,11 @@
 #include <vector>
 
 #include "engine/primitives.h"
+#include "kernels/cpu/dispatch.h"
 
 namespace xgan {
 namespace {
 
-// Runs f(T{}) for the float type of `out`.
-template <class F>
-void dispatch_float(const Tensor& out, const char* op, F&& f) {
-  switch (out.dtype()) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    default:
-      throw std::runtime_error(std::string(op) + ": no CPU kernel for " + out.str());
-  }
-}
 
 // Output position d along one axis reads w0 * in[i0] + w1 * in[i1].
 template <class T>
@@ -129,12 +118,12 @@ void resize_bilinear_grad(const Tensor& g, Tensor& dx) {
 
 void ResizeBilinear::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   if (in.size() != 1) throw std::runtime_error("resize_bilinear: expects one input");
-  dispatch_float(out, "resize_bilinear", [&](auto t) { resize_bilinear<decltype(t)>(in[0], out); });
+  cpu::dispatch_float(out.dtype(), "resize_bilinear", [&](auto t) { resize_bilinear<decltype(t)>(in[0], out); });
 }
 
 void ResizeBilinearGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   if (in.size() != 1) throw std::runtime_error("resize_bilinear_grad: expects one input");
-  dispatch_float(out, "resize_bilinear_grad",
+  cpu::dispatch_float(out.dtype(), "resize_bilinear_grad",
                  [&](auto t) { resize_bilinear_grad<decltype(t)>(in[0], out); });
 }
 
