@@ -26,7 +26,12 @@ struct AdamConfig {
                  const AdamConfig& cfg);                                                        \
   /* element i gets a draw from Philox4x32-10 with key `seed`, counter `offset + i / k` */        \
   void random_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev);    \
-  void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high);
+  void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high);       \
+  /* X-GAN's normalise-and-weight, fused: E = 1 + (M - min) / (max - min) over the batch or per \
+     sample (E = 1 where max == min); guided = E * g, or (sum E) * g when as_coded. E and       \
+     guided are preallocated like M; M and g have the same shape [N, ...]. */                  \
+  void xai_guidance(const Tensor& map, const Tensor& g, bool per_sample, bool as_coded, Tensor& E, \
+                    Tensor& guided);
 
 namespace cpu {
 XGAN_BACKEND_KERNELS

@@ -86,6 +86,7 @@ void cast(const Tensor&, Tensor&) { not_yet("cast"); }
 void adam_step(Tensor&, const Tensor&, Tensor&, Tensor&, int64_t, const AdamConfig&) { not_yet("adam_step"); }
 void random_normal(Tensor&, uint64_t, uint64_t, double, double) { not_yet("random_normal"); }
 void random_uniform(Tensor&, uint64_t, uint64_t, double, double) { not_yet("random_uniform"); }
+void xai_guidance(const Tensor&, const Tensor&, bool, bool, Tensor&, Tensor&) { not_yet("xai_guidance"); }
 
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   XGAN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));

@@ -26,6 +26,7 @@ void add_inplace(Tensor&, const Tensor&) { no_cuda("add_inplace"); }
 void adam_step(Tensor&, const Tensor&, Tensor&, Tensor&, int64_t, const AdamConfig&) { no_cuda("adam_step"); }
 void random_normal(Tensor&, uint64_t, uint64_t, double, double) { no_cuda("random_normal"); }
 void random_uniform(Tensor&, uint64_t, uint64_t, double, double) { no_cuda("random_uniform"); }
+void xai_guidance(const Tensor&, const Tensor&, bool, bool, Tensor&, Tensor&) { no_cuda("xai_guidance"); }
 void copy_to_device(void*, const void*, size_t) { no_cuda("copy_to_device"); }
 void copy_to_host(void*, const void*, size_t) { no_cuda("copy_to_host"); }
 void copy_device_to_device(void*, const void*, size_t) { no_cuda("copy_device_to_device"); }
