@@ -26,6 +26,7 @@ namespace {
 struct StepArgs {
   std::string loss, in, out, dtype = "float32", device = "cpu";
   double gp_lambda = 10.0;
+  std::string xai = "none", guidance = "elementwise", xai_bn = "captum", xai_norm = "batch";
 };
 
 Device parse_device(const std::string& s) {
@@ -46,6 +47,7 @@ Tensor as_4d(const Tensor& t) { return t.dim() == 2 || t.dim() == 1 ? reshape(t,
 
 int run_step(const StepArgs& a) {
   const LossKind loss = parse_loss(a.loss);
+  const XaiMethod xai = parse_xai_method(a.xai);
   const DType dtype = a.dtype == "float64" ? DType::f64 : DType::f32;
   const Device device = parse_device(a.device);
   const bool wgan = loss == LossKind::wgan_gp;
@@ -114,6 +116,10 @@ int run_step(const StepArgs& a) {
   StepOptions options;
   options.loss = loss;
   options.gp_lambda = a.gp_lambda;
+  options.xai = xai;
+  options.guidance = parse_guidance(a.guidance);
+  options.xai_bn = parse_xai_bn(a.xai_bn);
+  options.xai_norm = parse_xai_norm(a.xai_norm);
   const StepRecord rec = train_step(G, D, opt_G, opt_D, {real, z_d, z_g, alpha}, options);
 
   // Float tensors are written in --dtype; num_batches_tracked stays int64.
@@ -126,6 +132,11 @@ int run_step(const StepArgs& a) {
   if (wgan) put("gp", rec.gp);
   put("fake", rec.fake);
   put("dLdimg", rec.dLdimg);
+  if (xai != XaiMethod::none) {
+    put("xai.raw", rec.xai_raw);
+    put("xai.E", rec.xai_E);
+    put("dLdimg_guided", rec.dLdimg_guided);
+  }
   for (const auto& [name, g] : rec.grad_D) put("grad.D." + name, g);
   for (const auto& [name, g] : rec.grad_G) put("grad.G." + name, g);
   for (const auto& [name, x] : G.state_dict()) put("G." + name, x);
@@ -137,13 +148,18 @@ int run_step(const StepArgs& a) {
       {"dtype", dtype_name(dtype)},     {"device", device.str()},
       {"batch", std::to_string(n)},     {"image_size", std::to_string(cfg.image_size)},
       {"width", std::to_string(cfg.width)}, {"channels", std::to_string(cfg.channels)},
-      {"z_dim", std::to_string(cfg.z_dim)}, {"xgan", XGAN_VERSION}};
+      {"z_dim", std::to_string(cfg.z_dim)}, {"xai", a.xai},
+      {"guidance", a.guidance},         {"xai_bn", a.xai_bn},
+      {"xai_norm", a.xai_norm},         {"xgan", XGAN_VERSION}};
   save_safetensors(a.out, out, meta);
 
   std::printf("xgan step: %s, %s on %s, batch %lld, %dx%dx%d images: loss_D %.9g, loss_G %.9g", loss_name(loss),
               dtype_name(dtype), device.str().c_str(), static_cast<long long>(n), cfg.channels, cfg.image_size,
               cfg.image_size, rec.loss_D.item(), rec.loss_G.item());
   if (wgan) std::printf(", gp %.9g", rec.gp.item());
+  if (xai != XaiMethod::none)
+    std::printf(", guided by %s (%s, bn %s, norm %s)", a.xai.c_str(), a.guidance.c_str(), a.xai_bn.c_str(),
+                a.xai_norm.c_str());
   std::printf(" -> %s\n", a.out.c_str());
   return 0;
 }
@@ -172,7 +188,9 @@ Run add_step(CLI::App& app) {
                   "Output safetensors file: loss_D (WGAN-GP: without lambda*gp), loss_G, gp (wgan-gp,\n"
                   "unweighted), fake (the G step's G(z_g)), dLdimg (dloss_G/dfake), grad.D.<param>,\n"
                   "grad.G.<param> (what Adam stepped with) and the updated G.<param>, D.<param> with\n"
-                  "running statistics and num_batches_tracked (int64); canonical names")
+                  "running statistics and num_batches_tracked (int64); canonical names. With --xai also\n"
+                  "xai.raw (the explainer's map of D on fake), xai.E (normalised to [1, 2]) and\n"
+                  "dLdimg_guided (what was back-propagated into G; grad.G.* come from it)")
       ->required();
   sub->add_option("--gp-lambda", args->gp_lambda,
                   "Weight of the gradient penalty in D's WGAN-GP loss (the authors' code effectively used 1)")
@@ -192,9 +210,32 @@ Run add_step(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "float64"}));
   sub->add_option("--device", args->device, "Where to run: cpu, or cuda / cuda:N in a CUDA build")
       ->capture_default_str();
+  sub->add_option("--xai", args->xai,
+                  "X-GAN guidance of the G step: explain D on the fakes (target sum_i D(fake_i), after the\n"
+                  "sigmoid for dcgan) with saliency |dT/dx|, inputxgrad x*dT/dx or deeplift (rescale rule,\n"
+                  "zero baseline), normalise the map to E in [1, 2] and weight dLdimg with it; none = plain GAN")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift"}));
+  sub->add_option("--guidance", args->guidance,
+                  "How E weights dLdimg: elementwise (the paper's text: E * dLdimg) or as-coded (the authors'\n"
+                  "code, (errG * E).backward(ones): (sum of E over the batch) * dLdimg)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"elementwise", "as-coded"}));
+  sub->add_option("--xai-bn", args->xai_bn,
+                  "D's batch norm while explaining: captum (train mode as the authors' captum call: batch\n"
+                  "statistics over the N fakes, or the 2N batch [fakes; zeros] for deeplift, and D's running\n"
+                  "statistics are updated) or eval (running statistics, nothing updated)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"eval", "captum"}));
+  sub->add_option("--xai-norm", args->xai_norm,
+                  "Min-max normalisation of the map: batch (over the whole batch tensor, the authors') or\n"
+                  "sample (over C, H, W of each image); a constant map gives E = 1")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"batch", "sample"}));
   sub->footer(
       "Adam starts fresh (lr 1e-4, betas (0.5, 0.999)) for both nets. Batch-norm statistics update in the\n"
-      "authors' order: D step G(z_d), D(real), D(fake), D(x_hat); G step G(z_g), D(fake), D(real) for ragan.");
+      "authors' order: D step G(z_d), D(real), D(fake), D(x_hat); G step G(z_g), D(fake), D(real) for ragan,\n"
+      "then the explainer's forward with --xai-bn captum. loss_G is the plain loss also when --xai guides the step.");
   return [args] { return run_step(*args); };
 }
 

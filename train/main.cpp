@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add(xgan::cli::add_train);
   add(xgan::cli::add_sample);
   add(xgan::cli::add_step);
+  add(xgan::cli::add_explain);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -95,7 +95,16 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
   Tensor y_r_g = opt.loss == LossKind::ragan ? D.forward(real, true) : Tensor();
   Tensor loss_G = generator_loss(opt.loss, y_r_g, y_f_g);
   rec.dLdimg = grad({loss_G}, {fake_leaf})[0];
-  backward({fake}, {rec.dLdimg});
+  rec.dLdimg_guided = rec.dLdimg;
+  if (opt.xai != XaiMethod::none) {
+    // After the loss's D forwards, as the authors' order has it: with captum BN this forward
+    // moves D's running statistics too. loss_G stays the plain loss; only what flows into G changes.
+    rec.xai_raw = explain(D, fake.detach(), opt.xai, opt.xai_bn);
+    GuidanceResult r = educational_grad(rec.xai_raw, rec.dLdimg, opt.xai_norm, opt.guidance);
+    rec.xai_E = r.E;
+    rec.dLdimg_guided = r.guided;
+  }
+  backward({fake}, {rec.dLdimg_guided});
   rec.grad_G = snapshot_grads(G);
   opt_G.step();
   rec.loss_G = loss_G.detach();

@@ -3,8 +3,9 @@
 // (and so of its batch-norm running-statistics updates) follows the authors' code exactly:
 //   D step: G(z_d) [train], D(real), D(fake), then D(x_hat) for WGAN-GP;
 //   G step: G(z_g) [train], D(fake) (then D(real) for RaGAN).
-// The G step computes dLdimg = dL_G/d(fake) first and then back-propagates it through G; later
-// issues weight dLdimg by an explanation map at exactly that point.
+// The G step computes dLdimg = dL_G/d(fake) first; with an explainer, D is explained on the fakes
+// (after the loss's D forwards), the map normalised and dLdimg weighted (xai/xai.h), and that
+// is back-propagated through G.
 #pragma once
 #include <map>
 #include <string>
@@ -12,6 +13,7 @@
 #include "engine/optim.h"
 #include "losses/losses.h"
 #include "models/gan.h"
+#include "xai/xai.h"
 
 namespace xgan {
 
@@ -25,6 +27,11 @@ struct StepInputs {
 struct StepOptions {
   LossKind loss = LossKind::dcgan;
   double gp_lambda = 10.0;
+  // X-GAN: explain D on the G step's fakes and weight dLdimg with the normalised map.
+  XaiMethod xai = XaiMethod::none;
+  Guidance guidance = Guidance::elementwise;  // the paper's text; as_coded = the authors' code
+  XaiBatchNorm xai_bn = XaiBatchNorm::captum;   // what the authors' captum call did
+  XaiNorm xai_norm = XaiNorm::batch;            // the authors' min-max over the whole batch
 };
 
 struct StepRecord {
@@ -33,6 +40,9 @@ struct StepRecord {
   Tensor gp;       // [] unweighted penalty (WGAN-GP only)
   Tensor fake;     // G(z_g): the G step's D input
   Tensor dLdimg;   // dL_G / d fake
+  Tensor xai_raw;        // the explanation map before normalisation (xai != none)
+  Tensor xai_E;          // after normalisation to [1, 2]
+  Tensor dLdimg_guided;  // what was back-propagated into G (= dLdimg without xai)
   std::map<std::string, Tensor> grad_D;  // by parameter name: what the D optimiser stepped with
   std::map<std::string, Tensor> grad_G;
 };

@@ -94,15 +94,27 @@ json config_json(const TrainConfig& c, int channels) {
               {"width", c.width},     {"channels", channels},     {"z_dim", c.z_dim},
               {"batch", c.batch},     {"lr", c.lr},               {"beta1", c.beta1},
               {"beta2", c.beta2},     {"seed", c.seed},           {"gp_lambda", c.gp_lambda},
-              {"iters", c.iters},     {"epochs", c.epochs},       {"data_dir", c.data_dir}};
+              {"iters", c.iters},     {"epochs", c.epochs},       {"data_dir", c.data_dir},
+              {"xai", c.xai},         {"guidance", c.guidance},   {"xai_bn", c.xai_bn},
+              {"xai_norm", c.xai_norm}};
 }
 
 const char* const kMustMatch[] = {"dataset", "loss", "image_size", "width", "channels", "z_dim",
-                                  "batch",   "lr",   "beta1",      "beta2", "seed",     "gp_lambda"};
+                                  "batch",   "lr",   "beta1",      "beta2", "seed",     "gp_lambda",
+                                  "xai",     "guidance", "xai_bn",   "xai_norm"};
 
 void check_resume_config(const json& saved, const json& now, const std::string& path) {
   std::string diffs;
+  // Checkpoints written before X-GAN guidance existed trained without it: read them as the defaults.
+  const json before_xai = config_json(TrainConfig{}, 1);
   for (const char* key : kMustMatch) {
+    const std::string k = key;
+    if (!saved.contains(key) && (k == "xai" || k == "guidance" || k == "xai_bn" || k == "xai_norm")) {
+      if (before_xai[key] != now[key])
+        diffs += std::string("\n  ") + key + ": checkpoint " + before_xai[key].dump() + " (not recorded), now " +
+                 now[key].dump();
+      continue;
+    }
     if (!saved.contains(key)) {
       diffs += std::string("\n  ") + key + ": missing in the checkpoint";
       continue;
@@ -131,6 +143,14 @@ void validate(const TrainConfig& c) {
   if (c.log_every < 1 || c.sample_every < 1 || c.ckpt_every < 1) bad("the *-every intervals must be positive");
   if (!(c.gp_lambda >= 0)) bad("gp lambda must not be negative");
   if (c.out_dir.empty()) bad("the output directory is empty");
+  try {
+    parse_xai_method(c.xai);
+    parse_guidance(c.guidance);
+    parse_xai_bn(c.xai_bn);
+    parse_xai_norm(c.xai_norm);
+  } catch (const std::exception& e) {
+    bad(e.what());
+  }
 }
 
 // ---- device ----------------------------------------------------------------------------------
@@ -398,7 +418,11 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
 
   Tensor fixed_z = Generator(derive_seed(cfg.seed, kStreamFixedNoise))
                        .normal({kSampleCount, cfg.z_dim, 1, 1}, 0.0, 1.0, DType::f32, dev);
-  const StepOptions step_opt{loss, cfg.gp_lambda};
+  StepOptions step_opt{loss, cfg.gp_lambda};
+  step_opt.xai = parse_xai_method(cfg.xai);
+  step_opt.guidance = parse_guidance(cfg.guidance);
+  step_opt.xai_bn = parse_xai_bn(cfg.xai_bn);
+  step_opt.xai_norm = parse_xai_norm(cfg.xai_norm);
   const Shape z_shape{cfg.batch, cfg.z_dim, 1, 1};
 
   if (iteration >= total) {

@@ -43,6 +43,11 @@ struct TrainConfig {
   uint64_t seed = 0;
   std::string out_dir = "runs/train";
   double gp_lambda = 10.0;
+  // X-GAN guidance of the G step (xai/xai.h; the names parse_xai_method & co. accept).
+  std::string xai = "none";             // none | saliency | inputxgrad | deeplift
+  std::string guidance = "elementwise";  // elementwise | as-coded
+  std::string xai_bn = "captum";         // captum | eval
+  std::string xai_norm = "batch";        // batch | sample
   int64_t log_every = 50, sample_every = 500, ckpt_every = 500;
   std::string device = "cpu";  // cpu | cuda | auto
   bool progress = true;        // the progress line on stderr
