@@ -13,12 +13,12 @@ class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     try {
-      return ::operator new(bytes, std::align_val_t{64});
+      return ::operator new (bytes, std::align_val_t{64});
     } catch (const std::bad_alloc&) {
       throw std::runtime_error("out of host memory allocating " + std::to_string(bytes) + " bytes");
     }
   }
-  void deallocate(void* ptr, size_t) override { ::operator delete(ptr, std::align_val_t{64}); }
+  void deallocate(void* ptr, size_t) override { ::operator delete (ptr, std::align_val_t{64}); }
 };
 
 }  // namespace

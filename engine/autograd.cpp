@@ -43,7 +43,7 @@ void accumulate(std::unordered_map<const void*, Tensor>& m, const void* key, con
 struct Pass {
   // Targets: leaves (by impl) or intermediate tensors (by impl) whose gradient is wanted.
   std::unordered_set<const TensorImpl*> targets;
-  bool all_leaves = false;  // backward(): every leaf requiring grad is a target
+  bool all_leaves = false;                    // backward(): every leaf requiring grad is a target
   std::unordered_map<const Op*, bool> leads;  // memo: does running this op's vjp reach a target?
 
   bool is_target(const Tensor& t) const {
@@ -92,13 +92,14 @@ struct Pass {
 
 // Runs the backward from `outputs`. Returns gradients keyed by the impl of each target.
 std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& outputs,
-                                                     const std::vector<Tensor>& grad_outputs_in,
-                                                     Pass& pass, bool create_graph) {
+                                                     const std::vector<Tensor>& grad_outputs_in, Pass& pass,
+                                                     bool create_graph) {
   std::vector<Tensor> grad_outputs = grad_outputs_in;
   if (grad_outputs.empty()) {
     for (const auto& o : outputs) {
       if (o.numel() != 1)
-        throw std::runtime_error("backward: grad_outputs can be omitted only for scalar outputs, got " + o.str());
+        throw std::runtime_error("backward: grad_outputs can be omitted only for scalar outputs, got " +
+                                 o.str());
       grad_outputs.push_back(ones_like(o));
     }
   }
@@ -116,7 +117,8 @@ std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& 
     if (grad_outputs[i].shape() != o.shape())
       throw std::runtime_error("backward: grad_output " + grad_outputs[i].str() + " for output " + o.str());
     if (pass.is_target(o)) accumulate(out_grads, o.impl(), grad_outputs[i]);
-    if (o.grad_fn() && pass.op_leads(o.grad_fn().get())) accumulate(op_grads, o.grad_fn().get(), grad_outputs[i]);
+    if (o.grad_fn() && pass.op_leads(o.grad_fn().get()))
+      accumulate(op_grads, o.grad_fn().get(), grad_outputs[i]);
   }
 
   // The reachable ops whose vjp is needed, in tape order reversed.
@@ -163,10 +165,12 @@ std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& 
         throw std::runtime_error(std::string("backward: an input of ") + op->name() +
                                  " was modified in place after it was used; its gradient would be wrong");
     std::vector<Tensor> gin;
-    if (!(g_vjp_override && g_vjp_override(*op, op->inputs, g, need, gin))) gin = op->vjp(op->inputs, g, need);
+    if (!(g_vjp_override && g_vjp_override(*op, op->inputs, g, need, gin)))
+      gin = op->vjp(op->inputs, g, need);
     if (gin.size() != op->inputs.size())
-      throw std::logic_error(std::string("backward of ") + op->name() + " returned " + std::to_string(gin.size()) +
-                             " gradients for " + std::to_string(op->inputs.size()) + " inputs");
+      throw std::logic_error(std::string("backward of ") + op->name() + " returned " +
+                             std::to_string(gin.size()) + " gradients for " +
+                             std::to_string(op->inputs.size()) + " inputs");
     for (size_t i = 0; i < op->inputs.size(); ++i) {
       if (!need[i] || !gin[i].defined()) continue;
       const Tensor& t = op->inputs[i];
@@ -182,7 +186,8 @@ std::unordered_map<const void*, Tensor> run_backward(const std::vector<Tensor>& 
 
 }  // namespace
 
-void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool create_graph) {
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+              bool create_graph) {
   Pass pass;
   pass.all_leaves = true;
   // Keep the leaves alive while their gradients are keyed by address.

@@ -33,8 +33,9 @@ class Op;
 // thread). It is asked first for every op: returning true with `grads` filled (one entry per
 // input, undefined where !need) replaces the op's vjp; returning false keeps the op's own.
 // DeepLIFT uses this to swap each nonlinearity's derivative for its rescale multiplier.
-using VjpOverride = std::function<bool(const Op& op, const std::vector<Tensor>& inputs, const Tensor& grad_out,
-                                       const std::vector<bool>& need, std::vector<Tensor>& grads)>;
+using VjpOverride =
+    std::function<bool(const Op& op, const std::vector<Tensor>& inputs, const Tensor& grad_out,
+                       const std::vector<bool>& need, std::vector<Tensor>& grads)>;
 class VjpOverrideGuard {
  public:
   explicit VjpOverrideGuard(VjpOverride rule);

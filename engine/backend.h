@@ -14,22 +14,22 @@ struct AdamConfig {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
 
-#define XGAN_BACKEND_KERNELS                                                                     \
-  /* every element of t = value */                                                              \
-  void fill(Tensor& t, double value);                                                           \
-  /* dst = src converted to dst's dtype; same numel, same device */                             \
-  void cast(const Tensor& src, Tensor& dst);                                                    \
-  /* dst += src, same shape and dtype: gradient accumulation into .grad */                      \
-  void add_inplace(Tensor& dst, const Tensor& src);                                             \
-  /* one Adam update of param with grad; m, v are its state; step counts from 1 */              \
-  void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step,         \
-                 const AdamConfig& cfg);                                                        \
-  /* element i gets a draw from Philox4x32-10 with key `seed`, counter `offset + i / k` */        \
-  void random_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev);    \
-  void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high);       \
-  /* X-GAN's normalise-and-weight, fused: E = 1 + (M - min) / (max - min) over the batch or per \
-     sample (E = 1 where max == min); guided = E * g, or (sum E) * g when as_coded. E and       \
-     guided are preallocated like M; M and g have the same shape [N, ...]. */                  \
+#define XGAN_BACKEND_KERNELS                                                                       \
+  /* every element of t = value */                                                                 \
+  void fill(Tensor& t, double value);                                                              \
+  /* dst = src converted to dst's dtype; same numel, same device */                                \
+  void cast(const Tensor& src, Tensor& dst);                                                       \
+  /* dst += src, same shape and dtype: gradient accumulation into .grad */                         \
+  void add_inplace(Tensor& dst, const Tensor& src);                                                \
+  /* one Adam update of param with grad; m, v are its state; step counts from 1 */                 \
+  void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step,            \
+                 const AdamConfig& cfg);                                                           \
+  /* element i gets a draw from Philox4x32-10 with key `seed`, counter `offset + i / k` */         \
+  void random_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev);       \
+  void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high);         \
+  /* X-GAN's normalise-and-weight, fused: E = 1 + (M - min) / (max - min) over the batch or per    \
+     sample (E = 1 where max == min); guided = E * g, or (sum E) * g when as_coded. E and          \
+     guided are preallocated like M; M and g have the same shape [N, ...]. */                      \
   void xai_guidance(const Tensor& map, const Tensor& g, bool per_sample, bool as_coded, Tensor& E, \
                     Tensor& guided);
 

@@ -13,9 +13,12 @@ enum class DType : uint8_t { f32, f64, i64 };
 inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 8; }
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i64: return "int64";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i64:
+      return "int64";
   }
   return "?";
 }

@@ -58,7 +58,8 @@ Tensor like_scalar(const Tensor& t, double v) { return scalar(v, t.dtype(), t.de
 
 int norm_dim(const char* op, int d, int64_t ndim) {
   if (d < 0) d += static_cast<int>(ndim);
-  if (d < 0 || d >= ndim) fail(op, "dim " + std::to_string(d) + " out of range for " + std::to_string(ndim) + "-d tensor");
+  if (d < 0 || d >= ndim)
+    fail(op, "dim " + std::to_string(d) + " out of range for " + std::to_string(ndim) + "-d tensor");
   return d;
 }
 
@@ -75,8 +76,10 @@ Shape reduced_shape(const Shape& s, const std::vector<int>& dims, bool keepdim) 
   Shape out;
   for (int d = 0; d < static_cast<int>(s.size()); ++d) {
     bool r = std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!r) out.push_back(s[d]);
-    else if (keepdim) out.push_back(1);
+    if (!r)
+      out.push_back(s[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -182,30 +185,30 @@ Tensor leaky_relu_grad(const Tensor& x, const Tensor& g, double slope) {
   return apply(op, {x, g}, x.shape());
 }
 
-#define XGAN_UNARY_VJP(Class, expr)                                                          \
-  std::vector<Tensor> Class::vjp(const std::vector<Tensor>& in, const Tensor& g,             \
-                                 const std::vector<bool>&) {                                 \
-    const Tensor& x = in[0];                                                                 \
-    (void)x;                                                                                 \
-    return {expr};                                                                           \
+#define XGAN_UNARY_VJP(Class, expr)                                                                          \
+  std::vector<Tensor> Class::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) { \
+    const Tensor& x = in[0];                                                                                 \
+    (void)x;                                                                                                 \
+    return {expr};                                                                                           \
   }
 XGAN_UNARY_VJP(Neg, neg(g))
-XGAN_UNARY_VJP(Exp, g * exp(x))
+XGAN_UNARY_VJP(Exp, g* exp(x))
 XGAN_UNARY_VJP(Log, g / x)
 XGAN_UNARY_VJP(Sqrt, g / (sqrt(x) * 2.0))
-XGAN_UNARY_VJP(Pow, g * pow(x, exponent - 1.0) * exponent)
-XGAN_UNARY_VJP(Abs, g * sign(x))
+XGAN_UNARY_VJP(Pow, g* pow(x, exponent - 1.0) * exponent)
+XGAN_UNARY_VJP(Abs, g* sign(x))
 XGAN_UNARY_VJP(LeakyRelu, leaky_relu_grad(x, g, slope))
 // tanh' = 1 - tanh^2 and sigmoid' = s (1 - s), recomputed from x rather than saved from the
 // output: saving the output would make a reference cycle output -> op -> output.
-XGAN_UNARY_VJP(Tanh, g * (1.0 - square(tanh(x))))
-XGAN_UNARY_VJP(Sigmoid, g * sigmoid(x) * (1.0 - sigmoid(x)))
+XGAN_UNARY_VJP(Tanh, g*(1.0 - square(tanh(x))))
+XGAN_UNARY_VJP(Sigmoid, g* sigmoid(x) * (1.0 - sigmoid(x)))
 #undef XGAN_UNARY_VJP
 
 std::vector<Tensor> Sign::vjp(const std::vector<Tensor>&, const Tensor&, const std::vector<bool>&) {
   throw std::logic_error("sign is not differentiable and is never recorded");
 }
-std::vector<Tensor> LeakyReluGrad::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> LeakyReluGrad::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                       const std::vector<bool>& need) {
   // Linear in its second input with the same mask; piecewise constant in x (zero derivative).
   return {need[0] ? zeros_like(in[0]) : Tensor(), need[1] ? leaky_relu_grad(in[0], g, slope) : Tensor()};
 }
@@ -225,7 +228,8 @@ Tensor reshape(const Tensor& x, Shape shape) {
     }
   }
   if (infer >= 0) {
-    if (known == 0 || x.numel() % known) fail("reshape", "cannot reshape " + x.str() + " to " + shape_str(shape));
+    if (known == 0 || x.numel() % known)
+      fail("reshape", "cannot reshape " + x.str() + " to " + shape_str(shape));
     shape[static_cast<size_t>(infer)] = x.numel() / known;
   }
   if (numel_of(shape) != x.numel()) fail("reshape", "cannot reshape " + x.str() + " to " + shape_str(shape));
@@ -258,7 +262,8 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   return apply(op, {x}, shape);
 }
-std::vector<Tensor> BroadcastTo::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+std::vector<Tensor> BroadcastTo::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                     const std::vector<bool>&) {
   return {sum_to(g, in[0].shape())};
 }
 
@@ -327,15 +332,16 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w, int stride, in
 Tensor conv2d(const Tensor& x, const Tensor& w, int stride, int pad) {
   check_conv("conv2d", x, w, stride, pad);
   if (x.size(1) != w.size(1))
-    fail("conv2d", "input " + x.str() + " has " + std::to_string(x.size(1)) + " channels but weight " + w.str() +
-                       " expects " + std::to_string(w.size(1)));
+    fail("conv2d", "input " + x.str() + " has " + std::to_string(x.size(1)) + " channels but weight " +
+                       w.str() + " expects " + std::to_string(w.size(1)));
   int64_t oh = (x.size(2) + 2 * pad - w.size(2)) / stride + 1;
   int64_t ow = (x.size(3) + 2 * pad - w.size(3)) / stride + 1;
   if (x.size(2) + 2 * pad < w.size(2) || x.size(3) + 2 * pad < w.size(3))
     fail("conv2d", "kernel " + shape_str(w.shape()) + " larger than padded input " + x.str());
   return apply(std::make_shared<Conv2d>(stride, pad), {x, w}, {x.size(0), w.size(0), oh, ow});
 }
-std::vector<Tensor> Conv2d::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> Conv2d::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                const std::vector<bool>& need) {
   const Tensor &x = in[0], &w = in[1];
   Tensor gx, gw;
   if (need[0]) gx = conv_transpose2d(g, w, stride, pad, std::make_pair(x.size(2), x.size(3)));
@@ -347,21 +353,24 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, int pad,
                         std::optional<std::pair<int64_t, int64_t>> out_hw) {
   check_conv("conv_transpose2d", x, w, stride, pad);
   if (x.size(1) != w.size(0))
-    fail("conv_transpose2d", "input " + x.str() + " has " + std::to_string(x.size(1)) + " channels but weight " +
-                                 w.str() + " expects " + std::to_string(w.size(0)));
+    fail("conv_transpose2d", "input " + x.str() + " has " + std::to_string(x.size(1)) +
+                                 " channels but weight " + w.str() + " expects " + std::to_string(w.size(0)));
   int64_t oh = (x.size(2) - 1) * stride - 2 * pad + w.size(2);
   int64_t ow = (x.size(3) - 1) * stride - 2 * pad + w.size(3);
   if (out_hw) {
     // Any size whose conv2d maps back to x's size is valid (PyTorch's output_padding < stride).
     auto [h, wd] = *out_hw;
     if (h < oh || h >= oh + stride || wd < ow || wd >= ow + stride)
-      fail("conv_transpose2d", "output size " + std::to_string(h) + "x" + std::to_string(wd) + " impossible for " + x.str());
+      fail("conv_transpose2d",
+           "output size " + std::to_string(h) + "x" + std::to_string(wd) + " impossible for " + x.str());
     oh = h, ow = wd;
   }
   if (oh < 1 || ow < 1) fail("conv_transpose2d", "empty output for " + x.str() + " and weight " + w.str());
-  return apply(std::make_shared<ConvTranspose2d>(stride, pad, oh, ow), {x, w}, {x.size(0), w.size(1), oh, ow});
+  return apply(std::make_shared<ConvTranspose2d>(stride, pad, oh, ow), {x, w},
+               {x.size(0), w.size(1), oh, ow});
 }
-std::vector<Tensor> ConvTranspose2d::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> ConvTranspose2d::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                         const std::vector<bool>& need) {
   // y = conv2d^T(x; w), so dx = conv2d(g; w) and dw[ci,co] = sum x[ci] * g[co] shifted, which is
   // conv2d's weight gradient with the roles of input and upstream gradient swapped.
   const Tensor &x = in[0], &w = in[1];
@@ -373,12 +382,16 @@ std::vector<Tensor> ConvTranspose2d::vjp(const std::vector<Tensor>& in, const Te
 
 Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, int64_t kh, int64_t kw, int stride, int pad) {
   check_conv("conv2d_weight_grad", x, dy, stride, pad);
-  if (x.size(0) != dy.size(0)) fail("conv2d_weight_grad", "batch sizes differ: " + x.str() + " and " + dy.str());
-  if ((x.size(2) + 2 * pad - kh) / stride + 1 != dy.size(2) || (x.size(3) + 2 * pad - kw) / stride + 1 != dy.size(3))
+  if (x.size(0) != dy.size(0))
+    fail("conv2d_weight_grad", "batch sizes differ: " + x.str() + " and " + dy.str());
+  if ((x.size(2) + 2 * pad - kh) / stride + 1 != dy.size(2) ||
+      (x.size(3) + 2 * pad - kw) / stride + 1 != dy.size(3))
     fail("conv2d_weight_grad", "upstream " + dy.str() + " does not match input " + x.str());
-  return apply(std::make_shared<Conv2dWeightGrad>(stride, pad, kh, kw), {x, dy}, {dy.size(1), x.size(1), kh, kw});
+  return apply(std::make_shared<Conv2dWeightGrad>(stride, pad, kh, kw), {x, dy},
+               {dy.size(1), x.size(1), kh, kw});
 }
-std::vector<Tensor> Conv2dWeightGrad::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> Conv2dWeightGrad::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                          const std::vector<bool>& need) {
   // dw = W(x, dy) is bilinear: <g, W(x, dy)> = <dy, conv2d(x, g)> = <x, conv2d^T(dy, g)>.
   const Tensor &x = in[0], &dy = in[1];
   Tensor gx, gdy;
@@ -390,8 +403,12 @@ std::vector<Tensor> Conv2dWeightGrad::vjp(const std::vector<Tensor>& in, const T
 // ---------------------------------------------------------------- batch norm
 namespace {
 // Dims reduced by batch norm and the broadcast shape of per-channel vectors.
-std::vector<int> bn_dims(const Tensor& x) { return x.dim() == 4 ? std::vector<int>{0, 2, 3} : std::vector<int>{0}; }
-Shape bn_channel_shape(const Tensor& x) { return x.dim() == 4 ? Shape{1, x.size(1), 1, 1} : Shape{1, x.size(1)}; }
+std::vector<int> bn_dims(const Tensor& x) {
+  return x.dim() == 4 ? std::vector<int>{0, 2, 3} : std::vector<int>{0};
+}
+Shape bn_channel_shape(const Tensor& x) {
+  return x.dim() == 4 ? Shape{1, x.size(1), 1, 1} : Shape{1, x.size(1)};
+}
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
@@ -401,26 +418,31 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   const int64_t c = x.size(1);
   auto check_vec = [&](const Tensor& t, const char* what) {
     if (!t.defined()) fail(name, std::string(what) + " is undefined");
-    if (t.shape() != Shape{c}) fail(name, std::string(what) + " must be [" + std::to_string(c) + "], got " + t.str());
+    if (t.shape() != Shape{c})
+      fail(name, std::string(what) + " must be [" + std::to_string(c) + "], got " + t.str());
     if (t.dtype() != x.dtype() || t.device() != x.device())
       fail(name, std::string(what) + " " + t.str() + " does not match input " + x.str());
   };
   check_vec(gamma, "weight");
   check_vec(beta, "bias");
   if (training) {
-    if (running_mean.defined() != running_var.defined()) fail(name, "give both running statistics or neither");
+    if (running_mean.defined() != running_var.defined())
+      fail(name, "give both running statistics or neither");
     if (running_mean.defined()) {
       check_vec(running_mean, "running_mean");
       check_vec(running_var, "running_var");
     }
-    return apply(std::make_shared<BatchNormTrain>(momentum, eps, running_mean, running_var), {x, gamma, beta}, x.shape());
+    return apply(std::make_shared<BatchNormTrain>(momentum, eps, running_mean, running_var), {x, gamma, beta},
+                 x.shape());
   }
   check_vec(running_mean, "running_mean");
   check_vec(running_var, "running_var");
-  return apply(std::make_shared<BatchNormEval>(eps), {x, gamma, beta, running_mean.detach(), running_var.detach()}, x.shape());
+  return apply(std::make_shared<BatchNormEval>(eps),
+               {x, gamma, beta, running_mean.detach(), running_var.detach()}, x.shape());
 }
 
-std::vector<Tensor> BatchNormTrain::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> BatchNormTrain::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                        const std::vector<bool>& need) {
   // Recompute the normalisation from x with differentiable ops, so the gradient of this gradient
   // includes how the batch statistics move with x (WGAN-GP differentiates through it).
   //   xhat = (x - mu) * r,  r = 1/sqrt(var + eps)
@@ -442,7 +464,8 @@ std::vector<Tensor> BatchNormTrain::vjp(const std::vector<Tensor>& in, const Ten
   return {gx, ggamma, gbeta};
 }
 
-std::vector<Tensor> BatchNormEval::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> BatchNormEval::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                       const std::vector<bool>& need) {
   // An affine map per channel; running statistics are constants.
   const Tensor &x = in[0], &gamma = in[1];
   const Shape cs = bn_channel_shape(x);
@@ -466,7 +489,8 @@ Tensor binary_cross_entropy(const Tensor& p, const Tensor& target) {
   check_loss("binary_cross_entropy", p, target);
   return apply(std::make_shared<BinaryCrossEntropy>(), {p, target}, {});
 }
-std::vector<Tensor> BinaryCrossEntropy::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> BinaryCrossEntropy::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                            const std::vector<bool>& need) {
   // PyTorch's rule: dp = g (p - t) / max(p (1 - p), 1e-12) / n. max(a, lo) = lo + relu(a - lo).
   const Tensor &p = in[0], &t = in[1];
   const double n = static_cast<double>(p.numel());
@@ -488,7 +512,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& target) {
   check_loss("binary_cross_entropy_with_logits", x, target);
   return apply(std::make_shared<BceWithLogits>(), {x, target}, {});
 }
-std::vector<Tensor> BceWithLogits::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>& need) {
+std::vector<Tensor> BceWithLogits::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                       const std::vector<bool>& need) {
   // loss = mean((1 - t) x + log(1 + e^-x)):  dx = (sigmoid(x) - t) / n,  dt = -x / n
   const Tensor &x = in[0], &t = in[1];
   const double n = static_cast<double>(x.numel());
@@ -501,10 +526,12 @@ std::vector<Tensor> BceWithLogits::vjp(const std::vector<Tensor>& in, const Tens
 // ---------------------------------------------------------------- resize
 Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
   if (x.dim() != 4) fail("resize_bilinear", "input must be [N, C, H, W], got " + x.str());
-  if (out_h < 1 || out_w < 1 || x.size(2) < 1 || x.size(3) < 1) fail("resize_bilinear", "empty input or output size");
+  if (out_h < 1 || out_w < 1 || x.size(2) < 1 || x.size(3) < 1)
+    fail("resize_bilinear", "empty input or output size");
   return apply(std::make_shared<ResizeBilinear>(out_h, out_w), {x}, {x.size(0), x.size(1), out_h, out_w});
 }
-std::vector<Tensor> ResizeBilinear::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+std::vector<Tensor> ResizeBilinear::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                        const std::vector<bool>&) {
   return {resize_bilinear_grad(g, in[0].size(2), in[0].size(3))};
 }
 Tensor resize_bilinear_grad(const Tensor& g, int64_t in_h, int64_t in_w) {
@@ -512,7 +539,8 @@ Tensor resize_bilinear_grad(const Tensor& g, int64_t in_h, int64_t in_w) {
   if (in_h < 1 || in_w < 1) fail("resize_bilinear_grad", "empty input size");
   return apply(std::make_shared<ResizeBilinearGrad>(in_h, in_w), {g}, {g.size(0), g.size(1), in_h, in_w});
 }
-std::vector<Tensor> ResizeBilinearGrad::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+std::vector<Tensor> ResizeBilinearGrad::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                            const std::vector<bool>&) {
   return {resize_bilinear(g, in[0].size(2), in[0].size(3))};
 }
 

@@ -48,8 +48,10 @@ void Adam::step() {
     if (!g.defined()) continue;  // as PyTorch: a parameter without a gradient keeps its state
     // The kernel checks shapes, dtypes and devices; the count moves only once it has succeeded.
     const int64_t step = steps_[i] + 1;
-    if (params_[i].device().is_cpu()) cpu::adam_step(params_[i], g, m_[i], v_[i], step, cfg_);
-    else cuda::adam_step(params_[i], g, m_[i], v_[i], step, cfg_);
+    if (params_[i].device().is_cpu())
+      cpu::adam_step(params_[i], g, m_[i], v_[i], step, cfg_);
+    else
+      cuda::adam_step(params_[i], g, m_[i], v_[i], step, cfg_);
     steps_[i] = step;
   }
 }

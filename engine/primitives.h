@@ -6,34 +6,52 @@
 
 namespace xgan {
 
-#define XGAN_OP_BODY(Class)                                                                 \
-  OpId id() const override { return OpId::Class; }                                          \
-  void eval_cpu(const std::vector<Tensor>& in, Tensor& out) override;                       \
-  void eval_cuda(const std::vector<Tensor>& in, Tensor& out) override;                      \
-  std::vector<Tensor> vjp(const std::vector<Tensor>& in, const Tensor& grad_out,            \
+#define XGAN_OP_BODY(Class)                                                      \
+  OpId id() const override { return OpId::Class; }                               \
+  void eval_cpu(const std::vector<Tensor>& in, Tensor& out) override;            \
+  void eval_cuda(const std::vector<Tensor>& in, Tensor& out) override;           \
+  std::vector<Tensor> vjp(const std::vector<Tensor>& in, const Tensor& grad_out, \
                           const std::vector<bool>& need) override;
 
 // Binary elementwise, broadcasting both inputs to the output shape.
-struct Add : Op { XGAN_OP_BODY(Add) };
-struct Sub : Op { XGAN_OP_BODY(Sub) };
-struct Mul : Op { XGAN_OP_BODY(Mul) };
-struct Div : Op { XGAN_OP_BODY(Div) };
+struct Add : Op {
+  XGAN_OP_BODY(Add)
+};
+struct Sub : Op {
+  XGAN_OP_BODY(Sub)
+};
+struct Mul : Op {
+  XGAN_OP_BODY(Mul)
+};
+struct Div : Op {
+  XGAN_OP_BODY(Div)
+};
 struct Equal : Op {
   XGAN_OP_BODY(Equal)
   bool differentiable() const override { return false; }
 };
 
 // Unary elementwise.
-struct Neg : Op { XGAN_OP_BODY(Neg) };
-struct Exp : Op { XGAN_OP_BODY(Exp) };
-struct Log : Op { XGAN_OP_BODY(Log) };
-struct Sqrt : Op { XGAN_OP_BODY(Sqrt) };
+struct Neg : Op {
+  XGAN_OP_BODY(Neg)
+};
+struct Exp : Op {
+  XGAN_OP_BODY(Exp)
+};
+struct Log : Op {
+  XGAN_OP_BODY(Log)
+};
+struct Sqrt : Op {
+  XGAN_OP_BODY(Sqrt)
+};
 struct Pow : Op {
   explicit Pow(double p) : exponent(p) {}
   double exponent;
   XGAN_OP_BODY(Pow)
 };
-struct Abs : Op { XGAN_OP_BODY(Abs) };
+struct Abs : Op {
+  XGAN_OP_BODY(Abs)
+};
 struct Sign : Op {
   XGAN_OP_BODY(Sign)
   bool differentiable() const override { return false; }
@@ -49,12 +67,20 @@ struct LeakyReluGrad : Op {
   double slope;
   XGAN_OP_BODY(LeakyReluGrad)
 };
-struct Tanh : Op { XGAN_OP_BODY(Tanh) };
-struct Sigmoid : Op { XGAN_OP_BODY(Sigmoid) };
+struct Tanh : Op {
+  XGAN_OP_BODY(Tanh)
+};
+struct Sigmoid : Op {
+  XGAN_OP_BODY(Sigmoid)
+};
 
 // Shapes. Reshape shares nothing at the op level (a copy of contiguous data; cheap next to convs).
-struct Reshape : Op { XGAN_OP_BODY(Reshape) };
-struct BroadcastTo : Op { XGAN_OP_BODY(BroadcastTo) };
+struct Reshape : Op {
+  XGAN_OP_BODY(Reshape)
+};
+struct BroadcastTo : Op {
+  XGAN_OP_BODY(BroadcastTo)
+};
 
 // Reductions over `dims` (sorted, unique, non-negative); keepdim keeps them as size 1.
 struct Sum : Op {
@@ -114,9 +140,13 @@ struct BatchNormEval : Op {
 
 // Mean binary cross-entropy on probabilities, in (p, target); like PyTorch, each log is clamped
 // at -100 so p = 0 or 1 gives a finite loss. Output shape [].
-struct BinaryCrossEntropy : Op { XGAN_OP_BODY(BinaryCrossEntropy) };
+struct BinaryCrossEntropy : Op {
+  XGAN_OP_BODY(BinaryCrossEntropy)
+};
 // Mean binary cross-entropy on logits, in (x, target), computed stably. Output shape [].
-struct BceWithLogits : Op { XGAN_OP_BODY(BceWithLogits) };
+struct BceWithLogits : Op {
+  XGAN_OP_BODY(BceWithLogits)
+};
 
 // Bilinear resize of [N,C,H,W] to [N,C,out_h,out_w], half-pixel centres (align_corners=False),
 // source coordinates clamped at 0 (torch.nn.functional.interpolate's rule).

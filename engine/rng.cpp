@@ -23,13 +23,17 @@ uint64_t blocks_for(const Tensor& t, bool uniform) {
 }
 
 void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev) {
-  if (t.device().is_cpu()) cpu::random_normal(t, seed, offset, mean, stddev);
-  else cuda::random_normal(t, seed, offset, mean, stddev);
+  if (t.device().is_cpu())
+    cpu::random_normal(t, seed, offset, mean, stddev);
+  else
+    cuda::random_normal(t, seed, offset, mean, stddev);
 }
 
 void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, double high) {
-  if (t.device().is_cpu()) cpu::random_uniform(t, seed, offset, low, high);
-  else cuda::random_uniform(t, seed, offset, low, high);
+  if (t.device().is_cpu())
+    cpu::random_uniform(t, seed, offset, low, high);
+  else
+    cuda::random_uniform(t, seed, offset, low, high);
 }
 
 }  // namespace

@@ -14,12 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace xgan {
 
@@ -41,25 +40,37 @@ const char* kSupported = "xgan reads F32, F64 and I64";
 
 const char* dtype_code(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::i64: return "I64";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::i64:
+      return "I64";
   }
   return "?";
 }
 
 bool parse_dtype_code(const std::string& code, DType& out) {
-  if (code == "F32") { out = DType::f32; return true; }
-  if (code == "F64") { out = DType::f64; return true; }
-  if (code == "I64") { out = DType::i64; return true; }
+  if (code == "F32") {
+    out = DType::f32;
+    return true;
+  }
+  if (code == "F64") {
+    out = DType::f64;
+    return true;
+  }
+  if (code == "I64") {
+    out = DType::i64;
+    return true;
+  }
   return false;
 }
 
 // Dtypes the format defines that xgan has no element type for.
 bool is_other_safetensors_dtype(const std::string& code) {
-  static const char* const kOthers[] = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "I16", "U16",
-                                        "F16",  "BF16", "I32", "U32",     "U64",     "F4",  "F6_E2M3",
-                                        "F6_E3M2", "E8M0", "F8_E8M0"};
+  static const char* const kOthers[] = {"BOOL", "U8",      "I8",      "F8_E5M2", "F8_E4M3", "I16",
+                                        "U16",  "F16",     "BF16",    "I32",     "U32",     "U64",
+                                        "F4",   "F6_E2M3", "F6_E3M2", "E8M0",    "F8_E8M0"};
   return std::any_of(std::begin(kOthers), std::end(kOthers), [&](const char* c) { return code == c; });
 }
 
@@ -184,7 +195,8 @@ class Reader {
       fail(std::string("header is not valid JSON: ") + e.what());
     }
     if (!header.is_object()) fail("header JSON must be an object, got " + describe(header));
-    if (!duplicate.empty()) fail("tensor name " + in_quotes(duplicate) + " appears more than once in the header");
+    if (!duplicate.empty())
+      fail("tensor name " + in_quotes(duplicate) + " appears more than once in the header");
 
     std::vector<Entry> entries;
     for (const auto& [name, value] : header.items()) {
@@ -223,14 +235,14 @@ class Reader {
     }
 
     const json& shape = value.at("shape");
-    if (!shape.is_array()) fail(name, "\"shape\" must be an array of non-negative integers, got " + describe(shape));
+    if (!shape.is_array())
+      fail(name, "\"shape\" must be an array of non-negative integers, got " + describe(shape));
     // numel * itemsize must fit in int64 (and so in size_t); checked as the dims are multiplied.
     const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     uint64_t bytes = dtype_size(e.dtype);
     for (const json& d : shape) {
       uint64_t dim = 0;
-      if (!as_index(d, dim))
-        fail(name, "shape dimensions must be non-negative integers, got " + describe(d));
+      if (!as_index(d, dim)) fail(name, "shape dimensions must be non-negative integers, got " + describe(d));
       e.shape.push_back(static_cast<int64_t>(dim));
       if (dim != 0 && bytes > limit / dim)
         fail(name, "shape has too many elements (the byte size overflows int64)");
@@ -239,7 +251,8 @@ class Reader {
     // Rejected even when a later dim is 0: numel_of() multiplies left to right and would overflow.
 
     const json& offsets = value.at("data_offsets");
-    if (!offsets.is_array() || offsets.size() != 2 || !as_index(offsets[0], e.begin) || !as_index(offsets[1], e.end))
+    if (!offsets.is_array() || offsets.size() != 2 || !as_index(offsets[0], e.begin) ||
+        !as_index(offsets[1], e.end))
       fail(name, "\"data_offsets\" must be an array of two non-negative integers [begin, end]");
     const std::string range = "[" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]";
     if (e.begin > e.end) fail(name, "data_offsets " + range + " have begin > end");
@@ -258,13 +271,14 @@ class Reader {
     std::vector<const Entry*> ranges;
     for (const Entry& e : entries)
       if (e.end > e.begin) ranges.push_back(&e);
-    std::sort(ranges.begin(), ranges.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+    std::sort(ranges.begin(), ranges.end(),
+              [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
     for (size_t i = 1; i < ranges.size(); ++i) {
       const Entry& a = *ranges[i - 1];
       const Entry& b = *ranges[i];
       if (b.begin < a.end)
-        fail("tensors " + in_quotes(a.name) + " [" + std::to_string(a.begin) + ", " + std::to_string(a.end) + "] and " +
-             in_quotes(b.name) + " [" + std::to_string(b.begin) + ", " + std::to_string(b.end) +
+        fail("tensors " + in_quotes(a.name) + " [" + std::to_string(a.begin) + ", " + std::to_string(a.end) +
+             "] and " + in_quotes(b.name) + " [" + std::to_string(b.begin) + ", " + std::to_string(b.end) +
              "] overlap in the data buffer");
     }
   }
@@ -366,7 +380,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name.empty()) fail("empty tensor name");
-    if (name.rfind("__", 0) == 0) fail("tensor name " + in_quotes(name) + " starts with \"__\" (reserved by the format)");
+    if (name.rfind("__", 0) == 0)
+      fail("tensor name " + in_quotes(name) + " starts with \"__\" (reserved by the format)");
     if (!t.defined()) fail("tensor " + in_quotes(name) + " is undefined");
     Tensor h = t.to(kCPU);
     const uint64_t bytes = h.nbytes();
@@ -387,7 +402,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   // Pad with spaces so the data buffer starts 8-byte aligned, as the reference writer does.
   text.append((8 - text.size() % 8) % 8, ' ');
   unsigned char prefix[8];
-  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    prefix[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
   TempFile out(path, path + ".tmp." + std::to_string(::getpid()));
   out.write(prefix, sizeof prefix);

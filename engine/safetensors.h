@@ -17,8 +17,8 @@
 namespace xgan {
 
 struct TensorFile {
-  std::map<std::string, Tensor> tensors;             // CPU tensors, F32 / F64 / I64
-  std::map<std::string, std::string> metadata;       // "__metadata__"
+  std::map<std::string, Tensor> tensors;        // CPU tensors, F32 / F64 / I64
+  std::map<std::string, std::string> metadata;  // "__metadata__"
 };
 
 TensorFile load_safetensors(const std::string& path);

@@ -39,18 +39,32 @@ int64_t Tensor::size(int64_t d) const {
 }
 
 namespace {
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<double>() { return DType::f64; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
 }  // namespace
 
-template <class T> T* Tensor::data() {
+template <class T>
+T* Tensor::data() {
   if (dtype() != dtype_of<T>())
     throw std::runtime_error(std::string("data<") + dtype_name(dtype_of<T>()) + "> on " + str());
   return static_cast<T*>(impl_->storage->ptr);
 }
-template <class T> const T* Tensor::data() const { return const_cast<Tensor*>(this)->data<T>(); }
+template <class T>
+const T* Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
+}
 template float* Tensor::data<float>();
 template double* Tensor::data<double>();
 template int64_t* Tensor::data<int64_t>();
@@ -60,7 +74,8 @@ template const int64_t* Tensor::data<int64_t>() const;
 
 Tensor& Tensor::set_requires_grad(bool r) {
   if (!is_leaf()) throw std::runtime_error("set_requires_grad: only leaf tensors can be (un)frozen");
-  if (r && dtype() == DType::i64) throw std::runtime_error("set_requires_grad: int64 tensors have no gradient");
+  if (r && dtype() == DType::i64)
+    throw std::runtime_error("set_requires_grad: int64 tensors have no gradient");
   impl_->requires_grad = r;
   return *this;
 }
@@ -97,7 +112,8 @@ void Tensor::copy_(const Tensor& src) {
   if (src.numel() != numel())
     throw std::runtime_error("copy_: " + src.str() + " into " + str() + ": element counts differ");
   Tensor s = src;
-  if (s.dtype() != dtype()) s = s.device() == device() || s.device().is_cpu() ? s.to(dtype()) : s.to(kCPU).to(dtype());
+  if (s.dtype() != dtype())
+    s = s.device() == device() || s.device().is_cpu() ? s.to(dtype()) : s.to(kCPU).to(dtype());
   const size_t n = nbytes();
   if (device().is_cpu() && s.device().is_cpu()) {
     if (raw() != s.raw()) std::memcpy(raw(), s.raw(), n);
@@ -120,9 +136,15 @@ std::vector<double> Tensor::to_vector() const {
   Tensor h = to(kCPU);
   std::vector<double> v(static_cast<size_t>(numel()));
   switch (dtype()) {
-    case DType::f32: for (size_t i = 0; i < v.size(); ++i) v[i] = h.data<float>()[i]; break;
-    case DType::f64: for (size_t i = 0; i < v.size(); ++i) v[i] = h.data<double>()[i]; break;
-    case DType::i64: for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(h.data<int64_t>()[i]); break;
+    case DType::f32:
+      for (size_t i = 0; i < v.size(); ++i) v[i] = h.data<float>()[i];
+      break;
+    case DType::f64:
+      for (size_t i = 0; i < v.size(); ++i) v[i] = h.data<double>()[i];
+      break;
+    case DType::i64:
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(h.data<int64_t>()[i]);
+      break;
   }
   return v;
 }
@@ -155,7 +177,8 @@ Tensor scalar(double value, DType dtype, Device device) { return full({}, value,
 
 Tensor from_vector(const std::vector<double>& v, const Shape& shape, DType dtype, Device device) {
   if (static_cast<int64_t>(v.size()) != numel_of(shape))
-    throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " + shape_str(shape));
+    throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " +
+                             shape_str(shape));
   Tensor h = empty(shape, DType::f64, kCPU);
   if (!v.empty()) std::memcpy(h.raw(), v.data(), v.size() * sizeof(double));
   return h.to(dtype).to(device);
@@ -163,7 +186,8 @@ Tensor from_vector(const std::vector<double>& v, const Shape& shape, DType dtype
 
 Tensor from_vector(const std::vector<float>& v, const Shape& shape, Device device) {
   if (static_cast<int64_t>(v.size()) != numel_of(shape))
-    throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " + shape_str(shape));
+    throw std::runtime_error("from_vector: " + std::to_string(v.size()) + " values for shape " +
+                             shape_str(shape));
   Tensor h = empty(shape, DType::f32, kCPU);
   if (!v.empty()) std::memcpy(h.raw(), v.data(), v.size() * sizeof(float));
   return h.to(device);

@@ -33,9 +33,9 @@ struct TensorImpl {
   DType dtype = DType::f32;
   std::shared_ptr<Storage> storage;
   bool requires_grad = false;
-  std::shared_ptr<Op> grad_fn;        // null for leaves
-  std::shared_ptr<TensorImpl> grad;   // accumulated by backward() on leaves
-  uint64_t version = 0;               // bumped by in-place writes; checked by backward
+  std::shared_ptr<Op> grad_fn;       // null for leaves
+  std::shared_ptr<TensorImpl> grad;  // accumulated by backward() on leaves
+  uint64_t version = 0;              // bumped by in-place writes; checked by backward
 };
 
 class Tensor {
@@ -53,8 +53,10 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
   // Typed access to the storage; requires T to match dtype() (checked).
-  template <class T> T* data();
-  template <class T> const T* data() const;
+  template <class T>
+  T* data();
+  template <class T>
+  const T* data() const;
   void* raw() { return impl_->storage->ptr; }
   const void* raw() const { return impl_->storage->ptr; }
 

@@ -19,9 +19,12 @@ LossKind parse_loss(const std::string& name) {
 
 const char* loss_name(LossKind k) {
   switch (k) {
-    case LossKind::dcgan: return "dcgan";
-    case LossKind::wgan_gp: return "wgan-gp";
-    case LossKind::ragan: return "ragan";
+    case LossKind::dcgan:
+      return "dcgan";
+    case LossKind::wgan_gp:
+      return "wgan-gp";
+    case LossKind::ragan:
+      return "ragan";
   }
   return "?";
 }
@@ -35,7 +38,9 @@ void check_scores(const char* what, const Tensor& y) {
 }
 
 // The label tensors of train.py: torch.full((N,), 1.0 or 0.0).
-Tensor labels(const Tensor& like, double value) { return full(like.shape(), value, like.dtype(), like.device()); }
+Tensor labels(const Tensor& like, double value) {
+  return full(like.shape(), value, like.dtype(), like.device());
+}
 
 // (BCEwL(a - mean(b), ta) + BCEwL(b - mean(a), tb)) / 2: the relativistic average pair.
 Tensor relativistic_pair(const Tensor& a, const Tensor& b, double ta, double tb) {
@@ -76,7 +81,8 @@ Tensor generator_loss(LossKind k, const Tensor& y_r, const Tensor& y_f) {
 
 Tensor gradient_penalty(const Tensor& grad_xhat) {
   if (!grad_xhat.defined() || grad_xhat.dim() < 2 || grad_xhat.numel() == 0)
-    throw std::invalid_argument("gradient_penalty: expected per-sample gradients [N, ...], got " + grad_xhat.str());
+    throw std::invalid_argument("gradient_penalty: expected per-sample gradients [N, ...], got " +
+                                grad_xhat.str());
   // gradient.view(N, -1).norm(2, dim=1), then mean((norm - 1)^2).
   Tensor flat = reshape(grad_xhat, {grad_xhat.size(0), -1});
   Tensor norm = sqrt(sum(square(flat), {1}));

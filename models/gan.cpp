@@ -111,10 +111,13 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& tensors, const
     if (!known.count(name)) unexpected.push_back(entry.first);
 
   if (!missing.empty() || !mismatched.empty() || !unexpected.empty() || !duplicated.empty()) {
-    std::string msg = "load_state_dict" + (prefix.empty() ? std::string() : " (prefix '" + prefix + "')") + ":";
+    std::string msg =
+        "load_state_dict" + (prefix.empty() ? std::string() : " (prefix '" + prefix + "')") + ":";
     if (!missing.empty()) msg += " missing " + std::to_string(missing.size()) + ": " + join(missing) + ";";
-    if (!unexpected.empty()) msg += " unexpected " + std::to_string(unexpected.size()) + ": " + join(unexpected) + ";";
-    if (!mismatched.empty()) msg += " wrong shape " + std::to_string(mismatched.size()) + ": " + join(mismatched) + ";";
+    if (!unexpected.empty())
+      msg += " unexpected " + std::to_string(unexpected.size()) + ": " + join(unexpected) + ";";
+    if (!mismatched.empty())
+      msg += " wrong shape " + std::to_string(mismatched.size()) + ": " + join(mismatched) + ";";
     if (!duplicated.empty()) msg += " given twice: " + join(duplicated) + ";";
     msg.pop_back();
     throw std::runtime_error(msg);
@@ -192,8 +195,9 @@ Tensor& Module::buffer(const std::string& name) {
 }
 
 Tensor Module::batch_norm_layer(const std::string& prefix, const Tensor& x, bool train) {
-  Tensor y = batch_norm(x, param(prefix + ".weight"), param(prefix + ".bias"), buffer(prefix + ".running_mean"),
-                        buffer(prefix + ".running_var"), train, kBnMomentum, kBnEps);
+  Tensor y =
+      batch_norm(x, param(prefix + ".weight"), param(prefix + ".bias"), buffer(prefix + ".running_mean"),
+                 buffer(prefix + ".running_var"), train, kBnMomentum, kBnEps);
   if (train) {
     Tensor& count = buffer(prefix + ".num_batches_tracked");
     ++count.data<int64_t>()[0];
@@ -220,7 +224,9 @@ GanGenerator::GanGenerator(const GanConfig& cfg) : cfg_(cfg) {
   check_config(cfg_, "GanGenerator");
   middle_ = middle_blocks(cfg_.image_size);
   auto p = [this](const std::string& n, Shape s) -> Tensor& { return add_param(n, std::move(s)); };
-  auto b = [this](const std::string& n, Shape s, DType t) -> Tensor& { return add_buffer(n, std::move(s), t); };
+  auto b = [this](const std::string& n, Shape s, DType t) -> Tensor& {
+    return add_buffer(n, std::move(s), t);
+  };
   const int64_t h = cfg_.width, k = kKernel;
   int64_t mult = cfg_.image_size / 8;
   // ConvTranspose2d weights are [in, out, k, k].
@@ -238,8 +244,8 @@ Tensor GanGenerator::forward(const Tensor& z_in, bool train) {
   Tensor z = z_in;
   if (z.dim() == 2) z = reshape(z, {z.size(0), z.size(1), 1, 1});
   if (z.dim() != 4 || z.size(1) != cfg_.z_dim || z.size(2) != 1 || z.size(3) != 1)
-    throw std::invalid_argument("GanGenerator: noise must be [N, " + std::to_string(cfg_.z_dim) + ", 1, 1], got " +
-                                z.str());
+    throw std::invalid_argument("GanGenerator: noise must be [N, " + std::to_string(cfg_.z_dim) +
+                                ", 1, 1], got " + z.str());
   Tensor x = conv_transpose2d(z, param("main.Start-ConvTranspose2d.weight"), 1, 0);
   x = relu(batch_norm_layer("main.Start-BatchNorm2d", x, train));
   for (int i = 1; i <= middle_; ++i) {
@@ -256,7 +262,9 @@ GanDiscriminator::GanDiscriminator(const GanConfig& cfg, bool sigmoid) : cfg_(cf
   check_config(cfg_, "GanDiscriminator");
   middle_ = middle_blocks(cfg_.image_size);
   auto p = [this](const std::string& n, Shape s) -> Tensor& { return add_param(n, std::move(s)); };
-  auto b = [this](const std::string& n, Shape s, DType t) -> Tensor& { return add_buffer(n, std::move(s), t); };
+  auto b = [this](const std::string& n, Shape s, DType t) -> Tensor& {
+    return add_buffer(n, std::move(s), t);
+  };
   const int64_t h = cfg_.width, k = kKernel;
   // Conv2d weights are [out, in, k, k].
   p("main.Start-Conv2d.weight", {h, cfg_.channels, k, k});
@@ -272,8 +280,8 @@ GanDiscriminator::GanDiscriminator(const GanConfig& cfg, bool sigmoid) : cfg_(cf
 Tensor GanDiscriminator::forward(const Tensor& x_in, bool train) {
   const int64_t s = cfg_.image_size;
   if (x_in.dim() != 4 || x_in.size(1) != cfg_.channels || x_in.size(2) != s || x_in.size(3) != s)
-    throw std::invalid_argument("GanDiscriminator: images must be [N, " + std::to_string(cfg_.channels) + ", " +
-                                std::to_string(s) + ", " + std::to_string(s) + "], got " + x_in.str());
+    throw std::invalid_argument("GanDiscriminator: images must be [N, " + std::to_string(cfg_.channels) +
+                                ", " + std::to_string(s) + ", " + std::to_string(s) + "], got " + x_in.str());
   Tensor x = leaky_relu(conv2d(x_in, param("main.Start-Conv2d.weight"), 2, 1), kLeakySlope);
   for (int i = 0; i < middle_; ++i) {
     const std::string n = std::to_string(i);
@@ -290,7 +298,8 @@ Tensor GanDiscriminator::forward(const Tensor& x_in, bool train) {
 GanConfig infer_generator_config(const std::map<std::string, Tensor>& tensors, const std::string& prefix) {
   auto find = [&](const std::string& name) -> Tensor {
     for (const auto& [key, t] : tensors)
-      if (key.compare(0, prefix.size(), prefix) == 0 && canonical_param_name(key.substr(prefix.size())) == name)
+      if (key.compare(0, prefix.size(), prefix) == 0 &&
+          canonical_param_name(key.substr(prefix.size())) == name)
         return t;
     throw std::runtime_error("cannot infer the generator's sizes: no tensor " + prefix + name);
   };
@@ -298,8 +307,9 @@ GanConfig infer_generator_config(const std::map<std::string, Tensor>& tensors, c
   const Tensor end = find("main.End-ConvTranspose2d.weight");      // [h, C, 4, 4]
   auto bad = [&](const std::string& why) {
     return std::runtime_error("cannot infer the generator's sizes from " + prefix +
-                              "main.Start-ConvTranspose2d.weight " + shape_str(start.shape()) + " and " + prefix +
-                              "main.End-ConvTranspose2d.weight " + shape_str(end.shape()) + ": " + why);
+                              "main.Start-ConvTranspose2d.weight " + shape_str(start.shape()) + " and " +
+                              prefix + "main.End-ConvTranspose2d.weight " + shape_str(end.shape()) + ": " +
+                              why);
   };
   if (start.dim() != 4 || end.dim() != 4 || start.size(2) != kKernel || end.size(2) != kKernel)
     throw bad("expected 4-d weights with 4x4 kernels");
@@ -307,10 +317,11 @@ GanConfig infer_generator_config(const std::map<std::string, Tensor>& tensors, c
   c.z_dim = static_cast<int>(start.size(0));
   c.width = static_cast<int>(end.size(0));
   c.channels = static_cast<int>(end.size(1));
-  if (c.width < 1 || start.size(1) % c.width != 0) throw bad("the start block's channels are not a multiple of the width");
+  if (c.width < 1 || start.size(1) % c.width != 0)
+    throw bad("the start block's channels are not a multiple of the width");
   const int64_t mult = start.size(1) / c.width;
-  if (mult < 2 || !is_power_of_two(static_cast<int>(mult))) throw bad("channel multiplier " + std::to_string(mult) +
-                                                                      " is not a power of two >= 2");
+  if (mult < 2 || !is_power_of_two(static_cast<int>(mult)))
+    throw bad("channel multiplier " + std::to_string(mult) + " is not a power of two >= 2");
   c.image_size = static_cast<int>(8 * mult);
   return c;
 }

@@ -3,13 +3,12 @@
 // CHECK_CLOSE says exactly what differs. Shared by the golden tests.
 #pragma once
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine/tensor.h"
 
@@ -64,8 +63,8 @@ inline Comparison compare(const std::string& name, const Tensor& got, const Tens
   c.ok = worst_ratio <= 1.0;
   os << name << " " << want.str() << ": max abs err " << max_abs << ", max rel err " << max_rel
      << ", worst at [" << worst << "] got " << (a.empty() ? 0 : a[worst]) << " want "
-     << (b.empty() ? 0 : b[worst]) << " (" << worst_ratio << " x allowed; rtol " << tol.rtol
-     << ", floor " << tol.floor << " x max|want| = " << scale << ", atol " << tol.atol << ")";
+     << (b.empty() ? 0 : b[worst]) << " (" << worst_ratio << " x allowed; rtol " << tol.rtol << ", floor "
+     << tol.floor << " x max|want| = " << scale << ", atol " << tol.atol << ")";
   c.report = os.str();
   return c;
 }
@@ -73,10 +72,9 @@ inline Comparison compare(const std::string& name, const Tensor& got, const Tens
 }  // namespace xgan::test
 
 // CHECK with the report attached, so a failure names the tensor and the errors.
-#define CHECK_CLOSE(name, got, want, tol)                 \
-  do {                                                     \
+#define CHECK_CLOSE(name, got, want, tol)                                                      \
+  do {                                                                                         \
     const ::xgan::test::Comparison cmp_ = ::xgan::test::compare((name), (got), (want), (tol)); \
-    INFO(cmp_.report);                                     \
-    CHECK(cmp_.ok);                                        \
+    INFO(cmp_.report);                                                                         \
+    CHECK(cmp_.ok);                                                                            \
   } while (0)
-

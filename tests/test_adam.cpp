@@ -1,9 +1,8 @@
 // Adam: the CPU update kernel against a plain double-precision transcription of PyTorch 1.13's
 // single-tensor rule, the optimiser's bookkeeping (skipped parameters, step counts, zero_grad)
 // and its argument checks. The comparison with real PyTorch output lives in the golden tests.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -34,7 +33,8 @@ struct AdamReference {
 // there, so denom = eps) and a value near eps.
 std::vector<double> grads(int step, size_t n) {
   std::vector<double> g(n);
-  for (size_t i = 0; i < n; ++i) g[i] = std::sin(0.7 * double(i) + step) * std::pow(10.0, double(i % 7) - 4.0);
+  for (size_t i = 0; i < n; ++i)
+    g[i] = std::sin(0.7 * double(i) + step) * std::pow(10.0, double(i % 7) - 4.0);
   g[3] = 0.0;
   g[5] = 1e-9;
   return g;
@@ -45,7 +45,9 @@ struct FakeOp final : Op {
   OpId id() const override { return OpId{}; }
   void eval_cpu(const std::vector<Tensor>&, Tensor&) override {}
   void eval_cuda(const std::vector<Tensor>&, Tensor&) override {}
-  std::vector<Tensor> vjp(const std::vector<Tensor>&, const Tensor&, const std::vector<bool>&) override { return {}; }
+  std::vector<Tensor> vjp(const std::vector<Tensor>&, const Tensor&, const std::vector<bool>&) override {
+    return {};
+  }
 };
 
 Tensor param(const std::vector<double>& x, DType dt = DType::f32) {
@@ -60,7 +62,8 @@ TEST_CASE("cpu::adam_step follows the PyTorch update over three steps", "[adam]"
   const size_t n = 40000;  // above the kernel's OpenMP threshold
   std::vector<double> p0(n);
   for (size_t i = 0; i < n; ++i) p0[i] = std::cos(1.3 * double(i)) * (1 + double(i % 5));
-  AdamConfig cfg = GENERATE(AdamConfig{}, AdamConfig{1e-4, 0.5, 0.999, 1e-8, 0.0}, AdamConfig{3e-2, 0.8, 0.99, 1e-6, 0.1});
+  AdamConfig cfg =
+      GENERATE(AdamConfig{}, AdamConfig{1e-4, 0.5, 0.999, 1e-8, 0.0}, AdamConfig{3e-2, 0.8, 0.99, 1e-6, 0.1});
   CAPTURE(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
 
   for (DType dt : {DType::f32, DType::f64}) {
@@ -75,14 +78,17 @@ TEST_CASE("cpu::adam_step follows the PyTorch update over three steps", "[adam]"
     //   error step_size * m_err / denom; denom >= ~0.5 of the largest |g| within 3 steps, so with
     //   m's 16 e that is ~32 e of step_size = lr/bc1 per step; 64 e summed over the steps.
     const double e = dt == DType::f32 ? 0x1p-24 : 0x1p-53;
-    auto rounded = [&](const std::vector<double>& x) { return from_vector(x, {int64_t(x.size())}, dt).to_vector(); };
+    auto rounded = [&](const std::vector<double>& x) {
+      return from_vector(x, {int64_t(x.size())}, dt).to_vector();
+    };
     AdamReference ref{rounded(p0), std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
     Tensor p = from_vector(p0, {int64_t(n)}, dt), m = zeros({int64_t(n)}, dt), v = zeros({int64_t(n)}, dt);
     std::vector<double> gmax(n, 0.0);
     double update_scale = 0;
     for (int t = 1; t <= 3; ++t) {
       const auto g = rounded(grads(t, n));
-      for (size_t i = 0; i < n; ++i) gmax[i] = std::max(gmax[i], std::abs(g[i]) + cfg.weight_decay * std::abs(ref.p[i]));
+      for (size_t i = 0; i < n; ++i)
+        gmax[i] = std::max(gmax[i], std::abs(g[i]) + cfg.weight_decay * std::abs(ref.p[i]));
       cpu::adam_step(p, from_vector(g, {int64_t(n)}, dt), m, v, t, cfg);
       ref.step(g, t, cfg);
       update_scale += cfg.lr / (1 - std::pow(cfg.beta1, t));
@@ -90,7 +96,8 @@ TEST_CASE("cpu::adam_step follows the PyTorch update over three steps", "[adam]"
     const auto pv = p.to_vector(), mv = m.to_vector(), vv = v.to_vector();
     double worst_p = 0, worst_m = 0, worst_v = 0;  // errors in units of the tolerance scale
     for (size_t i = 0; i < n; ++i) {
-      worst_p = std::max(worst_p, std::abs(pv[i] - ref.p[i]) / (4 * e * std::abs(ref.p[i]) + 64 * e * update_scale));
+      worst_p = std::max(worst_p,
+                         std::abs(pv[i] - ref.p[i]) / (4 * e * std::abs(ref.p[i]) + 64 * e * update_scale));
       worst_m = std::max(worst_m, std::abs(mv[i] - ref.m[i]) / (16 * e * gmax[i] + 1e-300));
       worst_v = std::max(worst_v, std::abs(vv[i] - ref.v[i]) / (32 * e * ref.v[i] + 1e-300));
     }
@@ -176,7 +183,8 @@ TEST_CASE("Adam works in float64 and keeps a failed step from counting", "[adam]
 TEST_CASE("Adam rejects parameters it cannot update, naming the index", "[adam]") {
   Tensor ok = param({1, 2});
   Tensor frozen = zeros({2});
-  CHECK_THROWS_WITH(Adam({ok, frozen}), Catch::Contains("parameter 1") && Catch::Contains("does not require grad"));
+  CHECK_THROWS_WITH(Adam({ok, frozen}),
+                    Catch::Contains("parameter 1") && Catch::Contains("does not require grad"));
 
   Tensor produced = zeros({2});
   produced.impl()->requires_grad = true;
@@ -185,7 +193,8 @@ TEST_CASE("Adam rejects parameters it cannot update, naming the index", "[adam]"
 
   Tensor ints = zeros({2}, DType::i64);
   ints.impl()->requires_grad = true;  // set_requires_grad refuses int64; force it to reach Adam's check
-  CHECK_THROWS_WITH(Adam({ok, ok, ints}), Catch::Contains("parameter 2") && Catch::Contains("float32 or float64"));
+  CHECK_THROWS_WITH(Adam({ok, ok, ints}),
+                    Catch::Contains("parameter 2") && Catch::Contains("float32 or float64"));
 
   CHECK_THROWS_WITH(Adam({Tensor()}), Catch::Contains("parameter 0 is undefined"));
   CHECK_THROWS_WITH(Adam({ok}, AdamConfig{-1}), Catch::Contains("learning rate"));

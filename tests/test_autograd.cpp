@@ -63,10 +63,10 @@ TEST_CASE("grad() stops at its inputs: nothing upstream is differentiated", "[au
 
 TEST_CASE("higher-order derivatives through create_graph", "[autograd]") {
   Tensor x = param({1.5});
-  Tensor y = sum(pow(x, 3.0));                      // y = x^3
-  Tensor dy = grad({y}, {x}, {}, true)[0];          // 3x^2
-  Tensor d2y = grad({sum(dy)}, {x}, {}, true)[0];   // 6x
-  Tensor d3y = grad({sum(d2y)}, {x})[0];            // 6
+  Tensor y = sum(pow(x, 3.0));                     // y = x^3
+  Tensor dy = grad({y}, {x}, {}, true)[0];         // 3x^2
+  Tensor d2y = grad({sum(dy)}, {x}, {}, true)[0];  // 6x
+  Tensor d3y = grad({sum(d2y)}, {x})[0];           // 6
   CHECK(dy.item() == Approx(3 * 1.5 * 1.5));
   CHECK(d2y.item() == Approx(9.0));
   CHECK(d3y.item() == Approx(6.0));
@@ -117,7 +117,8 @@ TEST_CASE("elementwise forwards and broadcasting", "[ops]") {
   auto c = (a * from_vector(std::vector<double>{2, 3}, {2, 1}, DType::f64)).to_vector();
   CHECK(c == std::vector<double>{2, 4, 6, 12, 15, 18});
   CHECK((1.0 - a).to_vector()[5] == -5.0);
-  CHECK_THROWS_WITH(a + from_vector(std::vector<double>{1, 2}, {2}, DType::f64), Catch::Contains("broadcast"));
+  CHECK_THROWS_WITH(a + from_vector(std::vector<double>{1, 2}, {2}, DType::f64),
+                    Catch::Contains("broadcast"));
   auto sg = sigmoid(vec({-1000.0, 0.0, 1000.0})).to_vector();  // no overflow at the extremes
   CHECK(sg[0] == 0.0);
   CHECK(sg[1] == 0.5);

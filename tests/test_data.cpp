@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -16,8 +17,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine/safetensors.h"
 #include "train/data.h"
@@ -164,8 +163,10 @@ TEST_CASE("IDX files load, raw or gzip, detected by content not name", "[data][i
   write_bytes(t.file("two-members.gz"), two);
 
   // Native size 4x3 stretched to 4x4 needs a resize; check against resize_bilinear_u8 per image.
-  for (const auto& [ipath, lpath] : std::vector<std::pair<std::string, std::string>>{
-           {"raw-images", "raw-labels"}, {"images.gz", "gz-labels-no-suffix"}, {"two-members.gz", "raw-labels"}}) {
+  for (const auto& [ipath, lpath] :
+       std::vector<std::pair<std::string, std::string>>{{"raw-images", "raw-labels"},
+                                                        {"images.gz", "gz-labels-no-suffix"},
+                                                        {"two-members.gz", "raw-labels"}}) {
     INFO(ipath << " + " << lpath);
     const Dataset d = xgan::load_idx(t.file(ipath), t.file(lpath), 4);
     REQUIRE(d.images.shape() == xgan::Shape{5, 1, 4, 4});
@@ -294,7 +295,8 @@ TEST_CASE("CIFAR-10 binary batches: layout, both directory layouts, damaged file
     return out;
   };
   const fs::path sub = t.dir / "cifar-10-batches-bin";  // where the official tarball unpacks
-  for (int b = 1; b <= 5; ++b) write_bytes((sub / ("data_batch_" + std::to_string(b) + ".bin")).string(), batch(b, 2));
+  for (int b = 1; b <= 5; ++b)
+    write_bytes((sub / ("data_batch_" + std::to_string(b) + ".bin")).string(), batch(b, 2));
   write_bytes((t.dir / "test_batch.bin").string(), batch(0, 3));
 
   const Dataset train = xgan::load_cifar10(t.dir.string(), 32, true);
@@ -322,7 +324,8 @@ TEST_CASE("CIFAR-10 binary batches: layout, both directory layouts, damaged file
     Bytes bad = batch(3, 2);
     bad.resize(2 * kRec + 5);
     write_bytes(p, bad);
-    require_error([&] { xgan::load_cifar10(t.dir.string(), 32, true); }, p, {"3073", std::to_string(2 * kRec + 5)});
+    require_error([&] { xgan::load_cifar10(t.dir.string(), 32, true); }, p,
+                  {"3073", std::to_string(2 * kRec + 5)});
     bad.resize(kRec - 1);
     write_bytes(p, bad);
     require_error([&] { xgan::load_cifar10(t.dir.string(), 32, true); }, p, {"3073"});
@@ -350,7 +353,8 @@ TEST_CASE("load_dataset finds MNIST-style files and says what it looked for", "[
   const Bytes px = random_bytes(3 * 28 * 28, 5);
   write_bytes(t.file("train-images-idx3-ubyte.gz"), gzip(idx_images(3, 28, 28, px)));
   write_bytes(t.file("train-labels-idx1-ubyte"), idx_labels({7, 8, 9}));
-  write_bytes(t.file("MNIST/raw/t10k-images-idx3-ubyte"), idx_images(1, 28, 28, Bytes(px.begin(), px.begin() + 784)));
+  write_bytes(t.file("MNIST/raw/t10k-images-idx3-ubyte"),
+              idx_images(1, 28, 28, Bytes(px.begin(), px.begin() + 784)));
   write_bytes(t.file("MNIST/raw/t10k-labels-idx1-ubyte"), idx_labels({7}));
 
   const Dataset d = xgan::load_dataset("mnist", t.dir.string(), 32);
@@ -413,8 +417,9 @@ TEST_CASE("resize_bilinear_u8 matches PIL's Image.resize(BILINEAR) bit for bit",
     REQUIRE((in.dim() == 2 && out.dim() == 2));
     Bytes src;
     for (float v : floats(in)) src.push_back(static_cast<uint8_t>(v));
-    const Bytes got = xgan::resize_bilinear_u8(src.data(), static_cast<int>(in.size(0)), static_cast<int>(in.size(1)),
-                                               static_cast<int>(out.size(0)), static_cast<int>(out.size(1)));
+    const Bytes got =
+        xgan::resize_bilinear_u8(src.data(), static_cast<int>(in.size(0)), static_cast<int>(in.size(1)),
+                                 static_cast<int>(out.size(0)), static_cast<int>(out.size(1)));
     const std::vector<float> ref = floats(out);
     REQUIRE(got.size() == ref.size());
     int64_t mismatches = 0;
@@ -425,7 +430,8 @@ TEST_CASE("resize_bilinear_u8 matches PIL's Image.resize(BILINEAR) bit for bit",
   CHECK_THROWS(xgan::resize_bilinear_u8(nullptr, 0, 4, 4, 4));
 }
 
-TEST_CASE("Loader: one permutation per epoch, drop last, resumable from (epoch, position)", "[data][loader]") {
+TEST_CASE("Loader: one permutation per epoch, drop last, resumable from (epoch, position)",
+          "[data][loader]") {
   SECTION("each sample exactly once per epoch; epochs differ; seeds differ") {
     const Dataset d = numbered(12);
     Loader l(d, 3, 42);
@@ -482,7 +488,8 @@ TEST_CASE("Loader: one permutation per epoch, drop last, resumable from (epoch, 
       seq.push_back(ids(ref.next()));
     }
     for (int k = 0; k < 17; ++k) {
-      INFO("resume before batch " << k << " (epoch " << state[k].first << ", position " << state[k].second << ")");
+      INFO("resume before batch " << k << " (epoch " << state[k].first << ", position " << state[k].second
+                                  << ")");
       Loader r(d, batch, 123);
       r.next();  // consume something first so set_state must really reset
       r.set_state(state[k].first, state[k].second);

@@ -3,14 +3,13 @@
 // tests/golden/generate.py; the files are committed, torch is not needed here).
 // Run: ./build/tests/test_golden   (Catch2; add "[golden]" or a test name to filter)
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -24,8 +23,8 @@
 #endif
 
 using namespace xgan;
-using xgan::test::Comparison;
 using xgan::test::compare;
+using xgan::test::Comparison;
 using xgan::test::Tol;
 
 namespace {
@@ -269,8 +268,8 @@ TEST_CASE("golden: binary_cross_entropy_with_logits and grads of input and targe
 TEST_CASE("golden: Adam, three float32 steps with lr 1e-4 and betas (0.5, 0.999)", "[golden]") {
   const Golden g("adam");
   const int steps = int(g.meta("config.steps")), n = int(g.meta("config.params"));
-  AdamConfig cfg{g.meta("config.lr"), g.meta("config.beta1"), g.meta("config.beta2"),
-                 g.meta("config.eps"), 0.0};
+  AdamConfig cfg{g.meta("config.lr"), g.meta("config.beta1"), g.meta("config.beta2"), g.meta("config.eps"),
+                 0.0};
   std::vector<Tensor> params;
   for (int i = 0; i < n; ++i) params.push_back(g.leaf("init.p" + std::to_string(i)));
   Adam opt(params, cfg);

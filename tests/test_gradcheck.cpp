@@ -69,14 +69,16 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
   t["log"] = [=] { return un([](auto& x) { return log(x[0]); }, uniform({2, 3}, 0.2, 3)); };
   t["sqrt"] = [=] { return un([](auto& x) { return sqrt(x[0]); }, uniform({2, 3}, 0.2, 3)); };
   t["pow"] = [=] {
-    return std::vector<Case>{make("p=3", {uniform({2, 3}, -2, 2)}, [](auto& x) { return pow(x[0], 3.0); }),
-                             make("p=-0.5", {uniform({2, 3}, 0.2, 3)}, [](auto& x) { return pow(x[0], -0.5); })};
+    return std::vector<Case>{
+        make("p=3", {uniform({2, 3}, -2, 2)}, [](auto& x) { return pow(x[0], 3.0); }),
+        make("p=-0.5", {uniform({2, 3}, 0.2, 3)}, [](auto& x) { return pow(x[0], -0.5); })};
   };
   t["abs"] = [=] { return un([](auto& x) { return abs(x[0]); }, away_from_zero({2, 3})); };
   t["sign"] = [=] { return un([](auto& x) { return sign(x[0]); }, away_from_zero({2, 3})); };
   t["leaky_relu"] = [=] {
-    return std::vector<Case>{make("slope 0.2", {away_from_zero({2, 5})}, [](auto& x) { return leaky_relu(x[0], 0.2); }),
-                             make("relu", {away_from_zero({2, 5})}, [](auto& x) { return relu(x[0]); })};
+    return std::vector<Case>{
+        make("slope 0.2", {away_from_zero({2, 5})}, [](auto& x) { return leaky_relu(x[0], 0.2); }),
+        make("relu", {away_from_zero({2, 5})}, [](auto& x) { return relu(x[0]); })};
   };
   t["leaky_relu_grad"] = [=] {
     return std::vector<Case>{make("slope 0.2", {away_from_zero({2, 5}), uniform({2, 5}, -1, 1)},
@@ -86,24 +88,34 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
   t["sigmoid"] = [=] { return un([](auto& x) { return sigmoid(x[0]); }, uniform({2, 3}, -3, 3)); };
   // Shape ops are linear; squaring afterwards makes the second derivative non-trivial.
   t["reshape"] = [=] {
-    return std::vector<Case>{make("[2,3,4] -> [4,-1]", {uniform({2, 3, 4}, -1, 1)},
-                                  [](auto& x) { return square(reshape(x[0], {4, -1})); })};
+    return std::vector<Case>{make("[2,3,4] -> [4,-1]", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) {
+      return square(reshape(x[0], {4, -1}));
+    })};
   };
   t["broadcast_to"] = [=] {
-    return std::vector<Case>{make("[3,1] -> [2,3,4]", {uniform({3, 1}, -1, 1)},
-                                  [](auto& x) { return square(broadcast_to(x[0], {2, 3, 4})); })};
+    return std::vector<Case>{make("[3,1] -> [2,3,4]", {uniform({3, 1}, -1, 1)}, [](auto& x) {
+      return square(broadcast_to(x[0], {2, 3, 4}));
+    })};
   };
   t["sum"] = [=] {
     return std::vector<Case>{
         make("all", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) { return square(sum(x[0])); }),
-        make("dims {0,2} keepdim", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) { return square(sum(x[0], {0, 2}, true)); }),
+        make("dims {0,2} keepdim", {uniform({2, 3, 4}, -1, 1)},
+             [](auto& x) {
+               return square(sum(x[0], {0, 2}, true));
+             }),
         make("dim -1", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) { return square(sum(x[0], {-1})); }),
-        make("mean {0,2,3}", {uniform({2, 3, 2, 2}, -1, 1)}, [](auto& x) { return square(mean(x[0], {0, 2, 3}, true)); })};
+        make("mean {0,2,3}", {uniform({2, 3, 2, 2}, -1, 1)}, [](auto& x) {
+          return square(mean(x[0], {0, 2, 3}, true));
+        })};
   };
   t["max"] = [=] {
     return std::vector<Case>{
         make("all", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) { return square(max(x[0])); }),
-        make("dims {1,2}", {uniform({2, 3, 4}, -1, 1)}, [](auto& x) { return square(max(x[0], {1, 2})); }),
+        make("dims {1,2}", {uniform({2, 3, 4}, -1, 1)},
+             [](auto& x) {
+               return square(max(x[0], {1, 2}));
+             }),
         make("min dim 0", {uniform({3, 4}, -1, 1)}, [](auto& x) { return square(min(x[0], {0}, true)); })};
   };
   t["conv2d"] = [=] {
@@ -119,8 +131,9 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
              [](auto& x) { return conv_transpose2d(x[0], x[1], 2, 1); }),
         make("k4 s1 p0 from 1x1", {uniform({2, 3, 1, 1}, -1, 1), uniform({3, 2, 4, 4}, -1, 1)},
              [](auto& x) { return conv_transpose2d(x[0], x[1], 1, 0); }),
-        make("output padding", {uniform({1, 2, 3, 3}, -1, 1), uniform({2, 2, 3, 3}, -1, 1)},
-             [](auto& x) { return conv_transpose2d(x[0], x[1], 2, 1, std::make_pair(int64_t{6}, int64_t{6})); })};
+        make("output padding", {uniform({1, 2, 3, 3}, -1, 1), uniform({2, 2, 3, 3}, -1, 1)}, [](auto& x) {
+          return conv_transpose2d(x[0], x[1], 2, 1, std::make_pair(int64_t{6}, int64_t{6}));
+        })};
   };
   t["conv2d_weight_grad"] = [=] {
     return std::vector<Case>{make("k4 s2 p1", {uniform({2, 2, 6, 6}, -1, 1), uniform({2, 3, 3, 3}, -1, 1)},
@@ -136,8 +149,9 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
              })};
   };
   t["batch_norm_eval"] = [=] {
-    return std::vector<Case>{make("NCHW", {uniform({2, 2, 2, 2}, -1, 1), uniform({2}, 0.5, 1.5), uniform({2}, -1, 1),
-                                           uniform({2}, -0.5, 0.5), uniform({2}, 0.5, 2)},
+    return std::vector<Case>{make("NCHW",
+                                  {uniform({2, 2, 2, 2}, -1, 1), uniform({2}, 0.5, 1.5), uniform({2}, -1, 1),
+                                   uniform({2}, -0.5, 0.5), uniform({2}, 0.5, 2)},
                                   [](auto& x) { return batch_norm(x[0], x[1], x[2], x[3], x[4], false); },
                                   {true, true, true, false, false})};
   };
@@ -150,9 +164,10 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
                                   [](auto& x) { return binary_cross_entropy_with_logits(x[0], x[1]); })};
   };
   t["resize_bilinear"] = [=] {
-    return std::vector<Case>{
-        make("up 3x4 -> 5x7", {uniform({1, 2, 3, 4}, -1, 1)}, [](auto& x) { return square(resize_bilinear(x[0], 5, 7)); }),
-        make("down 5x5 -> 2x3", {uniform({2, 1, 5, 5}, -1, 1)}, [](auto& x) { return square(resize_bilinear(x[0], 2, 3)); })};
+    return std::vector<Case>{make("up 3x4 -> 5x7", {uniform({1, 2, 3, 4}, -1, 1)},
+                                  [](auto& x) { return square(resize_bilinear(x[0], 5, 7)); }),
+                             make("down 5x5 -> 2x3", {uniform({2, 1, 5, 5}, -1, 1)},
+                                  [](auto& x) { return square(resize_bilinear(x[0], 2, 3)); })};
   };
   t["resize_bilinear_grad"] = [=] {
     return std::vector<Case>{make("5x7 -> 3x4", {uniform({1, 2, 5, 7}, -1, 1)},
@@ -169,7 +184,8 @@ double objective(const Fn& f, const std::vector<Tensor>& in, const Tensor& r) {
 
 // |a - n| <= rtol (|n| + max|n|): relative to each entry and to the tensor's scale, so entries
 // that are tiny next to their neighbours are not held to an impossible relative bound.
-void compare(const std::string& what, const std::vector<double>& analytic, const std::vector<double>& numeric) {
+void compare(const std::string& what, const std::vector<double>& analytic,
+             const std::vector<double>& numeric) {
   // Central differences with h = 1e-6 in float64: truncation error ~ h^2 |f'''| ~ 1e-12 and
   // rounding ~ 1e-16 |f| / h ~ 1e-10; 1e-5 leaves a wide margin yet any wrong formula is O(1) off.
   const double rtol = 1e-5;
@@ -294,7 +310,12 @@ TEST_CASE("the finite-difference check catches a wrong backward", "[gradcheck]")
   Tensor x = uniform({3}, 0.5, 1.0);
   std::vector<double> wrong, right;
   for (double v : x.to_vector()) wrong.push_back(4 * v), right.push_back(2 * v);
-  auto num = numeric_grad([](auto& v) { NoGradGuard ng; return sum(square(v[0])).item(); }, {x}, 0);
+  auto num = numeric_grad(
+      [](auto& v) {
+        NoGradGuard ng;
+        return sum(square(v[0])).item();
+      },
+      {x}, 0);
   for (size_t i = 0; i < num.size(); ++i) {
     CHECK(std::abs(right[i] - num[i]) <= 1e-5 * std::abs(num[i]));
     CHECK_FALSE(std::abs(wrong[i] - num[i]) <= 1e-5 * std::abs(num[i]));

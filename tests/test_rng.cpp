@@ -1,10 +1,9 @@
 // Philox4x32-10 and the Generator: known-answer vectors, the documented element mapping of
 // engine/rng.h, determinism, offset bookkeeping and the statistics of the draws.
 // Run: ctest -R test_rng (or build/tests/test_rng).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -88,7 +87,8 @@ TEST_CASE("draws are deterministic and element i does not depend on the tensor s
     Generator a(42), b(42);
     CHECK(a.normal({3, 5, 7}, 0, 1, dt).to_vector() == b.normal({3, 5, 7}, 0, 1, dt).to_vector());
     CHECK(a.uniform({3, 5, 7}, 0, 1, dt).to_vector() == b.uniform({3, 5, 7}, 0, 1, dt).to_vector());
-    CHECK(Generator(43).normal({16}, 0, 1, dt).to_vector() != Generator(42).normal({16}, 0, 1, dt).to_vector());
+    CHECK(Generator(43).normal({16}, 0, 1, dt).to_vector() !=
+          Generator(42).normal({16}, 0, 1, dt).to_vector());
 
     // Large enough for the OpenMP path; the first k of n equal a draw of k for every k tried.
     const int64_t n = 100003;
@@ -120,7 +120,7 @@ TEST_CASE("the offset advances by the blocks a draw used", "[rng]") {
   SECTION("consecutive draws continue where the last stopped") {
     Generator one(9), two(9);
     const auto whole = one.uniform({16}).to_vector();
-    const auto first = two.uniform({5}).to_vector();  // blocks 0, 1: elements 0..4 (5..7 unused)
+    const auto first = two.uniform({5}).to_vector();   // blocks 0, 1: elements 0..4 (5..7 unused)
     const auto second = two.uniform({8}).to_vector();  // blocks 2, 3: elements 8..15 of `whole`
     CHECK(std::equal(first.begin(), first.end(), whole.begin()));
     CHECK(std::equal(second.begin(), second.end(), whole.begin() + 8));

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,13 +12,11 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 
 #include "engine/safetensors.h"
 
@@ -98,7 +97,8 @@ void require_header_error(const TempDir& tmp, const std::string& header, const s
   require_load_error(path, needle);
 }
 
-template <class T> Tensor tensor_of(const std::vector<T>& values, const xgan::Shape& shape, DType dtype) {
+template <class T>
+Tensor tensor_of(const std::vector<T>& values, const xgan::Shape& shape, DType dtype) {
   Tensor t = xgan::empty(shape, dtype);
   REQUIRE(static_cast<size_t>(t.numel()) == values.size());
   if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
@@ -141,8 +141,9 @@ TEST_CASE("safetensors round-trips F32, F64 and I64 tensors bit-exactly, with me
                                    {4}, DType::f64)},
       // Beyond 2^53: must survive without a detour through double.
       {"num_batches_tracked", tensor_of<int64_t>({123456789012345678}, {}, DType::i64)},
-      {"ids", tensor_of<int64_t>({std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), -1},
-                                 {3}, DType::i64)},
+      {"ids",
+       tensor_of<int64_t>({std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), -1}, {3},
+                          DType::i64)},
       {"scalar", tensor_of<float>({2.5f}, {}, DType::f32)},
       {"empty", xgan::empty({0, 3}, DType::f32)},
   };
@@ -344,7 +345,8 @@ TEST_CASE("safetensors: malformed headers are rejected with a message that says 
   SECTION("entries with missing fields or wrong types") {
     require_header_error(tmp, "{\"t\": 3}", "", "tensor 't': entry must be an object");
     require_header_error(tmp, entry("\"shape\": [2], \"data_offsets\": [0, 8]"), data8, "missing \"dtype\"");
-    require_header_error(tmp, entry("\"dtype\": \"F32\", \"data_offsets\": [0, 8]"), data8, "missing \"shape\"");
+    require_header_error(tmp, entry("\"dtype\": \"F32\", \"data_offsets\": [0, 8]"), data8,
+                         "missing \"shape\"");
     require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [2]"), data8, "missing \"data_offsets\"");
     require_header_error(tmp, entry("\"dtype\": 32, \"shape\": [2], \"data_offsets\": [0, 8]"), data8,
                          "\"dtype\" must be a string");
@@ -356,37 +358,42 @@ TEST_CASE("safetensors: malformed headers are rejected with a message that says 
                          "\"data_offsets\" must be an array of two");
     require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0.0, 8]"), data8,
                          "\"data_offsets\" must be an array of two");
-    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": {\"a\": 0}"), data8,
-                         "\"data_offsets\" must be an array of two");
+    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": {\"a\": 0}"),
+                         data8, "\"data_offsets\" must be an array of two");
   }
   SECTION("bad shape dimensions") {
     require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]"), data8,
                          "non-negative integers, got -2");
     require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [2.0], \"data_offsets\": [0, 8]"), data8,
                          "non-negative integers, got 2.0");
-    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [\"2\"], \"data_offsets\": [0, 8]"), data8,
-                         "non-negative integers");
+    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [\"2\"], \"data_offsets\": [0, 8]"),
+                         data8, "non-negative integers");
     require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [[2]], \"data_offsets\": [0, 8]"), data8,
                          "non-negative integers, got an array");
     // 2^63 does not fit in int64.
-    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [9223372036854775808], \"data_offsets\": [0, 8]"),
-                         data8, "non-negative integers");
+    require_header_error(
+        tmp, entry("\"dtype\": \"F32\", \"shape\": [9223372036854775808], \"data_offsets\": [0, 8]"), data8,
+        "non-negative integers");
   }
   SECTION("element counts that overflow int64") {
-    require_header_error(tmp, entry("\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 8]"),
-                         data8, "overflows");
-    require_header_error(tmp, entry("\"dtype\": \"F64\", \"shape\": [2305843009213693952], \"data_offsets\": [0, 8]"),
-                         data8, "overflows");  // 2^61 elements * 8 bytes = 2^64
-    // numel is 0 mathematically, but the running product overflows first.
     require_header_error(
-        tmp, entry("\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4611686018427387904, 0], \"data_offsets\": [0, 0]"),
-        "", "overflows");
+        tmp, entry("\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 8]"),
+        data8, "overflows");
+    require_header_error(
+        tmp, entry("\"dtype\": \"F64\", \"shape\": [2305843009213693952], \"data_offsets\": [0, 8]"), data8,
+        "overflows");  // 2^61 elements * 8 bytes = 2^64
+    // numel is 0 mathematically, but the running product overflows first.
+    require_header_error(tmp,
+                         entry("\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4611686018427387904, "
+                               "0], \"data_offsets\": [0, 0]"),
+                         "", "overflows");
   }
   SECTION("dtypes xgan does not have") {
     for (const char* code : {"F16", "BF16", "I32", "U8", "BOOL"}) {
       INFO(code);
-      require_header_error(tmp, "{\"half_tensor\": {\"dtype\": \"" + std::string(code) +
-                                    "\", \"shape\": [2], \"data_offsets\": [0, 4]}}",
+      require_header_error(tmp,
+                           "{\"half_tensor\": {\"dtype\": \"" + std::string(code) +
+                               "\", \"shape\": [2], \"data_offsets\": [0, 4]}}",
                            data8, "tensor 'half_tensor': dtype " + std::string(code) + " is not supported");
     }
     require_header_error(tmp, entry("\"dtype\": \"Q7\", \"shape\": [2], \"data_offsets\": [0, 8]"), data8,
@@ -430,7 +437,8 @@ TEST_CASE("safetensors: malformed headers are rejected with a message that says 
   SECTION("metadata must be an object of strings") {
     require_header_error(tmp, "{\"__metadata__\": {\"epoch\": 3}}", "",
                          "__metadata__ value for key 'epoch' must be a string, got 3");
-    require_header_error(tmp, "{\"__metadata__\": {\"a\": \"b\", \"c\": null}}", "", "must be a string, got null");
+    require_header_error(tmp, "{\"__metadata__\": {\"a\": \"b\", \"c\": null}}", "",
+                         "must be a string, got null");
     require_header_error(tmp, "{\"__metadata__\": [\"a\"]}", "", "__metadata__ must be an object of strings");
     require_header_error(tmp, "{\"__metadata__\": \"a\"}", "", "__metadata__ must be an object of strings");
   }

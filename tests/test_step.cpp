@@ -5,6 +5,7 @@
 // Run: ctest -R test_step (or build/tests/test_step "[golden]").
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -14,8 +15,6 @@
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -23,9 +22,9 @@
 #include "engine/safetensors.h"
 #include "losses/losses.h"
 #include "models/gan.h"
+#include "tensor_compare.h"
 #include "train/commands.h"
 #include "train/step.h"
-#include "tensor_compare.h"
 
 #ifndef XGAN_GOLDEN_DIR
 #define XGAN_GOLDEN_DIR "tests/golden"
@@ -41,8 +40,9 @@ namespace {
 
 // float64: the computation is the same formula as PyTorch's, only the order of the float64
 // additions differs (GEMM blocking, reductions); the worst element over all cases and three
-// iterations measures 2.1e-13 on this scale (most are ~1e-15). 1e-10 still fails on any formula difference (a biased variance, an eps in the
-// wrong place, a statistic updated once too often), which all show at 1e-6 or more.
+// iterations measures 2.1e-13 on this scale (most are ~1e-15). 1e-10 still fails on any formula difference (a
+// biased variance, an eps in the wrong place, a statistic updated once too often), which all show at 1e-6 or
+// more.
 constexpr Tol kF64{1e-10, 1e-3};
 
 // ---- golden cases -------------------------------------------------------------------------------
@@ -87,11 +87,13 @@ struct GoldenCase {
 };
 
 const std::vector<std::pair<std::string, int>> kCases = {{"dcgan", 1}, {"wgan-gp", 1}, {"ragan", 1},
-                                                          {"dcgan", 3}, {"wgan-gp", 3}, {"ragan", 3}};
+                                                         {"dcgan", 3}, {"wgan-gp", 3}, {"ragan", 3}};
 
 // Everything one iteration produces, under the names `xgan step` writes.
-std::map<std::string, Tensor> step_outputs(const StepRecord& r, const GanGenerator& G, const GanDiscriminator& D) {
-  std::map<std::string, Tensor> m{{"loss_D", r.loss_D}, {"loss_G", r.loss_G}, {"fake", r.fake}, {"dLdimg", r.dLdimg}};
+std::map<std::string, Tensor> step_outputs(const StepRecord& r, const GanGenerator& G,
+                                           const GanDiscriminator& D) {
+  std::map<std::string, Tensor> m{
+      {"loss_D", r.loss_D}, {"loss_G", r.loss_G}, {"fake", r.fake}, {"dLdimg", r.dLdimg}};
   if (r.gp.defined()) m["gp"] = r.gp;
   for (const auto& [n, g] : r.grad_D) m["grad.D." + n] = g;
   for (const auto& [n, g] : r.grad_G) m["grad.G." + n] = g;
@@ -124,7 +126,9 @@ std::pair<GanGenerator, GanDiscriminator> models_from(const GoldenCase& gc, DTyp
   return {std::move(G), std::move(D)};
 }
 
-Adam fresh_adam(const Module& m) { return Adam(m.parameter_tensors(), AdamConfig{1e-4, 0.5, 0.999, 1e-8, 0.0}); }
+Adam fresh_adam(const Module& m) {
+  return Adam(m.parameter_tensors(), AdamConfig{1e-4, 0.5, 0.999, 1e-8, 0.0});
+}
 
 }  // namespace
 
@@ -284,12 +288,15 @@ TEST_CASE("xgan step, run in process, writes what PyTorch computed", "[golden][s
                       Catch::Contains("unknown tensor(s): z_D"));
     CHECK(!std::filesystem::exists(out));
 
-    CHECK_THROWS_AS(run_cli({"step", "--loss", "lsgan", "--in", gc.in_path, "--out", out}), CLI::ValidationError);
-    CHECK_THROWS_AS(run_cli({"step", "--loss", "dcgan", "--in", gc.in_path, "--out", out, "--dtype", "float16"}),
+    CHECK_THROWS_AS(run_cli({"step", "--loss", "lsgan", "--in", gc.in_path, "--out", out}),
                     CLI::ValidationError);
+    CHECK_THROWS_AS(
+        run_cli({"step", "--loss", "dcgan", "--in", gc.in_path, "--out", out, "--dtype", "float16"}),
+        CLI::ValidationError);
     CHECK_THROWS_AS(run_cli({"step", "--loss", "dcgan", "--out", out}), CLI::RequiredError);
-    CHECK_THROWS_WITH(run_cli({"step", "--loss", "dcgan", "--in", gc.in_path, "--out", out, "--device", "tpu"}),
-                      Catch::Contains("--device"));
+    CHECK_THROWS_WITH(
+        run_cli({"step", "--loss", "dcgan", "--in", gc.in_path, "--out", out, "--device", "tpu"}),
+        Catch::Contains("--device"));
   }
   std::filesystem::remove_all(dir);
 }
@@ -383,7 +390,7 @@ TEST_CASE("models give the right shapes at 16, 32 and 64 pixels", "[models]") {
       // log2(s) - 3 middle blocks in each (4 and 4 layers with weights at 32, 5 and 5 at 64).
       const size_t middle = s == 16 ? 1 : s == 32 ? 2 : 3;
       CHECK(G.parameters().size() == 1 + 2 + 3 * middle + 1);  // start conv + BN, middle blocks, end
-      CHECK(D.parameters().size() == 1 + 3 * middle + 1);  // start conv, middle blocks, end
+      CHECK(D.parameters().size() == 1 + 3 * middle + 1);      // start conv, middle blocks, end
       const Tensor x = G.forward(rng.normal({2, 8, 1, 1}), true);
       CHECK(x.shape() == Shape{2, c, s, s});
       double lo = 0, hi = 0;
@@ -423,7 +430,8 @@ TEST_CASE("an image size that is not a power of two >= 16 is refused", "[models]
   CHECK_THROWS_WITH(GanGenerator(GanConfig{32, 0, 1, 8}), Catch::Contains("width"));
 }
 
-TEST_CASE("batch norm: train mode updates the running statistics and counts, eval mode uses them", "[models]") {
+TEST_CASE("batch norm: train mode updates the running statistics and counts, eval mode uses them",
+          "[models]") {
   GanConfig cfg{16, 4, 1, 8};
   GanGenerator G(cfg);
   Generator rng(3);
@@ -445,9 +453,11 @@ TEST_CASE("batch norm: train mode updates the running statistics and counts, eva
   CHECK(eval2.to_vector() != eval1.to_vector());
 }
 
-TEST_CASE("load_state_dict: raw PyTorch names, prefixes, dtypes and one error listing everything", "[models]") {
+TEST_CASE("load_state_dict: raw PyTorch names, prefixes, dtypes and one error listing everything",
+          "[models]") {
   CHECK(canonical_param_name("main.Middle-Conv2d [0].weight") == "main.Middle-Conv2d_0.weight");
-  CHECK(canonical_param_name("main.Middle-BatchNorm2d [12].running_mean") == "main.Middle-BatchNorm2d_12.running_mean");
+  CHECK(canonical_param_name("main.Middle-BatchNorm2d [12].running_mean") ==
+        "main.Middle-BatchNorm2d_12.running_mean");
   CHECK(canonical_param_name("main.End-Conv2d.weight") == "main.End-Conv2d.weight");
 
   GanConfig cfg{16, 4, 1, 8};
@@ -492,9 +502,11 @@ TEST_CASE("load_state_dict: raw PyTorch names, prefixes, dtypes and one error li
   } catch (const std::exception& e) {
     const std::string msg = e.what();
     INFO(msg);
-    CHECK_THAT(msg, Catch::Contains("missing 2: D.main.End-Conv2d.weight, D.main.Middle-BatchNorm2d_0.running_var"));
+    CHECK_THAT(
+        msg, Catch::Contains("missing 2: D.main.End-Conv2d.weight, D.main.Middle-BatchNorm2d_0.running_var"));
     CHECK_THAT(msg, Catch::Contains("unexpected 1: D.main.Start-Conv2d.bias"));
-    CHECK_THAT(msg, Catch::Contains("D.main.Middle-Conv2d_0.weight (expected [8, 4, 4, 4], got [8, 4, 3, 3])"));
+    CHECK_THAT(msg,
+               Catch::Contains("D.main.Middle-Conv2d_0.weight (expected [8, 4, 4, 4], got [8, 4, 3, 3])"));
   }
   // A failed load changes nothing.
   CHECK(dst.state_dict().at("main.Start-Conv2d.weight").to_vector() ==
@@ -519,7 +531,8 @@ TEST_CASE("module dtype conversion keeps parameters as leaves and the counter as
     CHECK(p.tensor.requires_grad());
   }
   CHECK(G.state_dict().at("main.Start-BatchNorm2d.num_batches_tracked").dtype() == DType::i64);
-  CHECK(G.state_dict().at("main.End-ConvTranspose2d.weight").to_vector() == before);  // float32 -> float64 is exact
+  CHECK(G.state_dict().at("main.End-ConvTranspose2d.weight").to_vector() ==
+        before);  // float32 -> float64 is exact
   CHECK(G.forward(rng.normal({2, 8, 1, 1}, 0.0, 1.0, DType::f64)).dtype() == DType::f64);
 }
 

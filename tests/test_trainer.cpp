@@ -142,7 +142,8 @@ TEST_CASE("a resumed run equals an uninterrupted one, bit for bit", "[trainer]")
     REQUIRE(train(tiny_config(tmp.path / "data", a, loss, 6), false) == 0);
     REQUIRE(train(tiny_config(tmp.path / "data", b, loss, 3), false) == 0);
     // A crash after the checkpoint may have logged iterations past it; resume drops them.
-    std::ofstream(b / "log.jsonl", std::ios::app) << R"({"iteration": 4, "loss_D": 0, "loss_G": 0})" << "\n";
+    std::ofstream(b / "log.jsonl", std::ios::app) << R"({"iteration": 4, "loss_D": 0, "loss_G": 0})"
+                                                  << "\n";
     REQUIRE(train(tiny_config(tmp.path / "data", b, loss, 6), true) == 0);
 
     const TensorFile fa = load_safetensors(checkpoint_path(a.string()));
@@ -188,7 +189,8 @@ TEST_CASE("different seeds give different runs; --epochs counts whole batches", 
   c2.seed = 8;
   REQUIRE(train(c1, false) == 0);
   REQUIRE(train(c2, false) == 0);
-  CHECK(read_log(tmp.path / "s1" / "log.jsonl")[0].at("loss_D") != read_log(tmp.path / "s2" / "log.jsonl")[0].at("loss_D"));
+  CHECK(read_log(tmp.path / "s1" / "log.jsonl")[0].at("loss_D") !=
+        read_log(tmp.path / "s2" / "log.jsonl")[0].at("loss_D"));
 
   TrainConfig e = tiny_config(tmp.path / "data", tmp.path / "epochs", "dcgan", 0);
   e.epochs = 2;  // 64 images / batch 4 = 16 iterations per epoch
@@ -251,7 +253,8 @@ TEST_CASE("resuming with a different config fails and lists the differences", "[
     CHECK(m.find("width") == std::string::npos);
   }
   // Starting afresh over an existing run, or resuming where there is none, are errors too.
-  CHECK_THROWS_WITH(train(tiny_config(tmp.path / "data", out, "dcgan", 2), false), Catch::Contains("--resume"));
+  CHECK_THROWS_WITH(train(tiny_config(tmp.path / "data", out, "dcgan", 2), false),
+                    Catch::Contains("--resume"));
   CHECK_THROWS_WITH(train(tiny_config(tmp.path / "data", tmp.path / "none", "dcgan", 2), true),
                     Catch::Contains("no checkpoint"));
   // More iterations and other intervals are fine.
@@ -279,8 +282,9 @@ TEST_CASE("sample grids: size, layout and the run's fixed noise", "[trainer]") {
   const PngHeader h10 = png_header(tmp.path / "s10.png");
   CHECK(h10.w == 146);  // 8 per row
   CHECK(h10.h == 38);   // 2 rows
-  CHECK_THROWS_WITH(sample_from_checkpoint((tmp.path / "nothing").string(), (tmp.path / "x.png").string(), 4, 1),
-                    Catch::Contains("does not exist"));
+  CHECK_THROWS_WITH(
+      sample_from_checkpoint((tmp.path / "nothing").string(), (tmp.path / "x.png").string(), 4, 1),
+      Catch::Contains("does not exist"));
 
   // RGB, and the value mapping [-1, 1] -> [0, 255].
   Tensor rgb = full({3, 3, 5, 7}, 1.0);

@@ -3,12 +3,11 @@
 // normalise-and-weight kernel (educational_grad) and the option parsers.
 // Run: ./build/tests/test_xai   (Catch2; "[golden]", "[deeplift]", "[guidance]" filter)
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -43,10 +42,10 @@ void check_close(const Tensor& got, const Tensor& want, const std::string& what)
     if (!(std::abs(g[i] - w[i]) <= kRtol * (std::abs(w[i]) + 1e-3 * scale))) {
       if (bad++ == 0) first = i;
     }
-  INFO("mismatches: " << bad << " of " << w.size() << (bad ? ", first at " + std::to_string(first) + ": got " +
-                                                                  std::to_string(g[first]) + " want " +
-                                                                  std::to_string(w[first])
-                                                            : std::string()));
+  INFO("mismatches: " << bad << " of " << w.size()
+                      << (bad ? ", first at " + std::to_string(first) + ": got " + std::to_string(g[first]) +
+                                    " want " + std::to_string(w[first])
+                              : std::string()));
   CHECK(bad == 0);
 }
 
@@ -105,13 +104,12 @@ TEST_CASE("explanations match PyTorch (both batch-norm modes, with and without s
               continue;
             }
             // captum: the running statistics after that one forward (N or 2N rows) match PyTorch's
-            const std::string raw = "captum." + std::string(xai_method_name(m)) + ".D." +
-                                    [&] {
-                                      std::string s = b.name;  // canonical -> raw PyTorch key
-                                      auto p = s.find("_0.");
-                                      if (p != std::string::npos) s.replace(p, 3, " [0].");
-                                      return s;
-                                    }();
+            const std::string raw = "captum." + std::string(xai_method_name(m)) + ".D." + [&] {
+              std::string s = b.name;  // canonical -> raw PyTorch key
+              auto p = s.find("_0.");
+              if (p != std::string::npos) s.replace(p, 3, " [0].");
+              return s;
+            }();
             REQUIRE(g.file.tensors.count(raw) == 1);
             if (b.tensor.dtype() == DType::i64)
               CHECK(after.at(b.name).to_vector() == g.file.tensors.at(raw).to_vector());
@@ -124,14 +122,16 @@ TEST_CASE("explanations match PyTorch (both batch-norm modes, with and without s
   }
 }
 
-TEST_CASE("DeepLIFT completeness in eval mode: sum of attributions = D(x) - D(0) per sample", "[xai][deeplift]") {
+TEST_CASE("DeepLIFT completeness in eval mode: sum of attributions = D(x) - D(0) per sample",
+          "[xai][deeplift]") {
   for (const char* file : {"xai_sigmoid", "xai_raw"}) {
     const Golden g = load_golden(file);
     GanDiscriminator D = make_d(g);
     // the golden images and fresh ones of a wider range, so both LeakyReLU sides and the
     // sigmoid's curvature are exercised
     Generator rng(7);
-    const Tensor xr = rng.normal({4, g.cfg.channels, g.cfg.image_size, g.cfg.image_size}, 0.0, 2.0, DType::f64);
+    const Tensor xr =
+        rng.normal({4, g.cfg.channels, g.cfg.image_size, g.cfg.image_size}, 0.0, 2.0, DType::f64);
     for (const Tensor& x : {g.file.tensors.at("x"), xr}) {
       const Tensor attr = explain(D, x, XaiMethod::deeplift, XaiBatchNorm::eval);
       Tensor dx, d0;
@@ -229,7 +229,8 @@ TEST_CASE("educational_grad: a constant map gives E = 1 (no division by zero)", 
     CHECK(r.guided.to_vector() == g.to_vector());
     const auto a = educational_grad(zeros({2, 1, 3, 3}), g, norm, Guidance::as_coded);
     const auto gv = g.to_vector(), av = a.guided.to_vector();
-    for (size_t i = 0; i < gv.size(); ++i) CHECK(av[i] == static_cast<double>(static_cast<float>(18.0 * gv[i])));
+    for (size_t i = 0; i < gv.size(); ++i)
+      CHECK(av[i] == static_cast<double>(static_cast<float>(18.0 * gv[i])));
   }
   // per sample: one constant sample among varying ones gets E = 1, the others still span [1, 2]
   Tensor M = random_tensor({3, 1, 2, 2}, DType::f64, 9);
@@ -242,8 +243,9 @@ TEST_CASE("educational_grad: a constant map gives E = 1 (no division by zero)", 
 }
 
 TEST_CASE("educational_grad checks shapes and dtypes", "[xai][guidance]") {
-  CHECK_THROWS_WITH(educational_grad(zeros({2, 1, 3, 3}), zeros({2, 1, 3, 2}), XaiNorm::batch, Guidance::elementwise),
-                    Catch::Contains("differ in shape"));
+  CHECK_THROWS_WITH(
+      educational_grad(zeros({2, 1, 3, 3}), zeros({2, 1, 3, 2}), XaiNorm::batch, Guidance::elementwise),
+      Catch::Contains("differ in shape"));
   CHECK_THROWS(educational_grad(zeros({2, 1, 3, 3}), zeros({2, 1, 3, 3}, DType::f64), XaiNorm::batch,
                                 Guidance::elementwise));
 }
@@ -268,7 +270,8 @@ TEST_CASE("option parsers accept the documented names and list them on error", "
   CHECK_THROWS_WITH(parse_guidance("as_coded"), Catch::Contains("elementwise, as-coded"));
 }
 
-TEST_CASE("explanations in float32 (the training dtype) agree with the float64 golden maps", "[xai][golden]") {
+TEST_CASE("explanations in float32 (the training dtype) agree with the float64 golden maps",
+          "[xai][golden]") {
   const Golden g = load_golden("xai_sigmoid");
   const Tensor x = g.file.tensors.at("x").to(DType::f32);
   for (XaiMethod m : kMethods) {
@@ -277,7 +280,8 @@ TEST_CASE("explanations in float32 (the training dtype) agree with the float64 g
     D.load_state_dict(g.weights, "D.");
     const Tensor map = explain(D, x, m, XaiBatchNorm::eval);
     REQUIRE(map.dtype() == DType::f32);
-    const auto got = map.to_vector(), want = g.file.tensors.at(std::string("eval.") + xai_method_name(m)).to_vector();
+    const auto got = map.to_vector(),
+               want = g.file.tensors.at(std::string("eval.") + xai_method_name(m)).to_vector();
     double scale = 0.0, err = 0.0;
     for (size_t i = 0; i < want.size(); ++i) {
       scale = std::max(scale, std::abs(want[i]));

@@ -6,13 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -67,7 +66,8 @@ double rel_diff(const Tensor& a, const Tensor& b) {
   REQUIRE(a.defined());
   REQUIRE(b.defined());
   REQUIRE(a.shape() == b.shape());
-  const std::vector<double> x = a.to(kCPU).to(DType::f64).to_vector(), y = b.to(kCPU).to(DType::f64).to_vector();
+  const std::vector<double> x = a.to(kCPU).to(DType::f64).to_vector(),
+                            y = b.to(kCPU).to(DType::f64).to_vector();
   double scale = 0, worst = 0;
   for (double v : y) scale = std::max(scale, std::abs(v));
   for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
@@ -90,7 +90,8 @@ TEST_CASE("guided G step: elementwise is E * dLdimg, as-coded is (sum E) * dLdim
   for (LossKind loss : kLosses)
     for (XaiMethod method : kMethods)
       for (Guidance mode : {Guidance::elementwise, Guidance::as_coded}) {
-        INFO(loss_name(loss) << " " << xai_method_name(method) << (mode == Guidance::as_coded ? " as-coded" : ""));
+        INFO(loss_name(loss) << " " << xai_method_name(method)
+                             << (mode == Guidance::as_coded ? " as-coded" : ""));
         Nets n(loss);
         StepOptions opt{loss, 10.0};
         opt.xai = method;
@@ -101,12 +102,14 @@ TEST_CASE("guided G step: elementwise is E * dLdimg, as-coded is (sum E) * dLdim
         const std::vector<double> e = rec.xai_E.to_vector();
         CHECK(*std::min_element(e.begin(), e.end()) >= 1.0);
         CHECK(*std::max_element(e.begin(), e.end()) <= 2.0);
-        const Tensor want = mode == Guidance::elementwise ? rec.xai_E * rec.dLdimg : sum(rec.xai_E) * rec.dLdimg;
+        const Tensor want =
+            mode == Guidance::elementwise ? rec.xai_E * rec.dLdimg : sum(rec.xai_E) * rec.dLdimg;
         CHECK(rel_diff(rec.dLdimg_guided, want) < kSame);
       }
 }
 
-TEST_CASE("guided G step: G's gradients are the backward of dLdimg_guided; loss_G stays plain", "[xai][step]") {
+TEST_CASE("guided G step: G's gradients are the backward of dLdimg_guided; loss_G stays plain",
+          "[xai][step]") {
   for (LossKind loss : kLosses)
     for (XaiMethod method : {XaiMethod::none, XaiMethod::saliency, XaiMethod::deeplift}) {
       INFO(loss_name(loss) << " " << xai_method_name(method));
@@ -115,7 +118,8 @@ TEST_CASE("guided G step: G's gradients are the backward of dLdimg_guided; loss_
       opt.xai = method;
       const StepInputs in = inputs();
       const StepRecord rec = train_step(n.G, n.D, n.opt_G, n.opt_D, in, opt);
-      const StepRecord rec_plain = train_step(plain.G, plain.D, plain.opt_G, plain.opt_D, in, StepOptions{loss, 10.0});
+      const StepRecord rec_plain =
+          train_step(plain.G, plain.D, plain.opt_G, plain.opt_D, in, StepOptions{loss, 10.0});
       // G's weights are untouched until its own step and a train-mode forward uses batch
       // statistics, so an untrained copy makes the same fakes.
       const Tensor fake = copy.G.forward(in.z_g, true);
@@ -187,9 +191,9 @@ TEST_CASE("xgan step --xai and xgan explain, run in process", "[xai][cli]") {
   save_safetensors(in_path, t);
 
   SECTION("step --xai writes the map, E and the guided gradient, equal to train_step's") {
-    REQUIRE(run_cli(cli::add_step, {"step", "--loss", "ragan", "--in", in_path, "--out", out, "--dtype", "float64",
-                                    "--xai", "inputxgrad", "--guidance", "as-coded", "--xai-bn", "eval",
-                                    "--xai-norm", "sample"}) == 0);
+    REQUIRE(run_cli(cli::add_step, {"step", "--loss", "ragan", "--in", in_path, "--out", out, "--dtype",
+                                    "float64", "--xai", "inputxgrad", "--guidance", "as-coded", "--xai-bn",
+                                    "eval", "--xai-norm", "sample"}) == 0);
     const TensorFile got = load_safetensors(out);
     StepOptions opt{LossKind::ragan, 10.0};
     opt.xai = XaiMethod::inputxgrad;
@@ -211,7 +215,8 @@ TEST_CASE("xgan step --xai and xgan explain, run in process", "[xai][cli]") {
     CHECK(!got.tensors.count("xai.raw"));
     CHECK(!got.tensors.count("xai.E"));
     CHECK(!got.tensors.count("dLdimg_guided"));
-    CHECK_THROWS_AS(run_cli(cli::add_step, {"step", "--loss", "ragan", "--in", in_path, "--out", out, "--xai", "gradcam"}),
+    CHECK_THROWS_AS(run_cli(cli::add_step,
+                            {"step", "--loss", "ragan", "--in", in_path, "--out", out, "--xai", "gradcam"}),
                     CLI::ValidationError);
   }
 
@@ -225,8 +230,9 @@ TEST_CASE("xgan step --xai and xgan explain, run in process", "[xai][cli]") {
     for (const std::string& d : {d_bare, in_path})  // in_path holds D.<name> (and G.<name>)
       for (const std::string method : {"saliency", "inputxgrad", "deeplift"}) {
         INFO(d << " " << method);
-        REQUIRE(run_cli(cli::add_explain, {"explain", "--d", d, "--images", images, "--loss", "ragan", "--method",
-                                           method, "--xai-bn", "eval", "--out", out, "--png", png}) == 0);
+        REQUIRE(
+            run_cli(cli::add_explain, {"explain", "--d", d, "--images", images, "--loss", "ragan", "--method",
+                                       method, "--xai-bn", "eval", "--out", out, "--png", png}) == 0);
         const TensorFile got = load_safetensors(out);
         REQUIRE(got.tensors.count("maps"));
         CHECK(got.tensors.at("maps").dtype() == DType::f32);
@@ -237,12 +243,12 @@ TEST_CASE("xgan step --xai and xgan explain, run in process", "[xai][cli]") {
         CHECK(std::filesystem::file_size(png) > 100);
       }
     save_safetensors(images, {{"x", in.real}});
-    CHECK_THROWS_WITH(run_cli(cli::add_explain, {"explain", "--d", d_bare, "--images", images, "--loss", "ragan",
-                                                 "--method", "saliency", "--out", out}),
+    CHECK_THROWS_WITH(run_cli(cli::add_explain, {"explain", "--d", d_bare, "--images", images, "--loss",
+                                                 "ragan", "--method", "saliency", "--out", out}),
                       Catch::Contains("no tensor 'images'"));
     save_safetensors(images, {{"images", zeros({2, 3, 16, 16})}});
-    CHECK_THROWS_WITH(run_cli(cli::add_explain, {"explain", "--d", d_bare, "--images", images, "--loss", "ragan",
-                                                 "--method", "saliency", "--out", out}),
+    CHECK_THROWS_WITH(run_cli(cli::add_explain, {"explain", "--d", d_bare, "--images", images, "--loss",
+                                                 "ragan", "--method", "saliency", "--out", out}),
                       Catch::Contains("takes [N, 1, 16, 16]"));
   }
   std::filesystem::remove_all(dir);

@@ -1,7 +1,8 @@
 // `xgan explain`: the raw explanation maps (xai/xai.h) of a discriminator on a batch of images,
 // written under the key `maps` so they can be compared with another implementation (DESIGN.md,
 // "The command-line contract"), and optionally drawn beside the images as a PNG.
-// Try: xgan explain --d D.safetensors --images x.safetensors --loss dcgan --method saliency --out m.safetensors --png m.png
+// Try: xgan explain --d D.safetensors --images x.safetensors --loss dcgan --method saliency --out
+// m.safetensors --png m.png
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -37,16 +38,19 @@ GanConfig infer_discriminator_config(const std::map<std::string, Tensor>& tensor
     if (key.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string name = canonical_param_name(key.substr(prefix.size()));
     if (name == "main.Start-Conv2d.weight") start = &t;
-    if (name.rfind("main.Middle-Conv2d_", 0) == 0 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0)
+    if (name.rfind("main.Middle-Conv2d_", 0) == 0 && name.size() > 7 &&
+        name.compare(name.size() - 7, 7, ".weight") == 0)
       ++middle;
   }
-  if (!start) throw std::runtime_error(where + "no tensor " + prefix + "main.Start-Conv2d.weight (D's first conv)");
+  if (!start)
+    throw std::runtime_error(where + "no tensor " + prefix + "main.Start-Conv2d.weight (D's first conv)");
   if (start->dim() != 4 || start->size(2) != 4 || start->size(3) != 4)
     throw std::runtime_error(where + prefix + "main.Start-Conv2d.weight is " + shape_str(start->shape()) +
                              ", expected [width, channels, 4, 4]");
   if (middle < 1 || middle > 12)
-    throw std::runtime_error(where + "found " + std::to_string(middle) + " " + prefix +
-                             "main.Middle-Conv2d_<n>.weight tensors; D needs at least one (image size >= 16)");
+    throw std::runtime_error(
+        where + "found " + std::to_string(middle) + " " + prefix +
+        "main.Middle-Conv2d_<n>.weight tensors; D needs at least one (image size >= 16)");
   GanConfig c;
   c.width = static_cast<int>(start->size(0));
   c.channels = static_cast<int>(start->size(1));
@@ -71,7 +75,8 @@ void diverging(float v, float rgb[3]) {  // blue (-1) -> white (0) -> red (+1)
 // A grid of (image | heat map) pairs, `pairs_per_row` per row, each tile enlarged by an integer
 // factor to at least 64 px, 2 px black padding. Maps are summed over channels, then scaled per image
 // by their max |value| (an all-zero map stays black / white).
-void write_explanation_png(const std::string& path, const Tensor& images_in, const Tensor& maps_in, bool is_signed) {
+void write_explanation_png(const std::string& path, const Tensor& images_in, const Tensor& maps_in,
+                           bool is_signed) {
   const Tensor images = images_in.to(DType::f32), maps = maps_in.to(DType::f32);
   const int64_t n = images.size(0), c = images.size(1), s = images.size(2);
   const int64_t zoom = std::max<int64_t>(1, (64 + s - 1) / s), t = s * zoom, pad = 2;
@@ -103,8 +108,10 @@ void write_explanation_png(const std::string& path, const Tensor& images_in, con
         }
         put(y0 + y, x0 + x, col);
         const float v = peak > 0 ? m[static_cast<size_t>(p)] / peak : 0.0f;
-        if (is_signed) diverging(v, col);
-        else hot(v, col);
+        if (is_signed)
+          diverging(v, col);
+        else
+          hot(v, col);
         put(y0 + y, x0 + t + pad + x, col);
       }
   }
@@ -144,9 +151,9 @@ int run_explain(const ExplainArgs& a) {
   const Tensor x = it->second.to(DType::f32);
   if (x.dim() != 4 || x.size(0) < 1 || x.size(1) != cfg.channels || x.size(2) != cfg.image_size ||
       x.size(3) != cfg.image_size)
-    throw std::runtime_error(a.images + ": images is " + shape_str(x.shape()) + ", but D (" + a.d + ") takes [N, " +
-                             std::to_string(cfg.channels) + ", " + std::to_string(cfg.image_size) + ", " +
-                             std::to_string(cfg.image_size) + "]");
+    throw std::runtime_error(a.images + ": images is " + shape_str(x.shape()) + ", but D (" + a.d +
+                             ") takes [N, " + std::to_string(cfg.channels) + ", " +
+                             std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
 
   const Tensor maps = explain(D, x, method, bn).to(kCPU).to(DType::f32);
   const std::map<std::string, std::string> meta{{"loss", loss_name(loss)},
@@ -159,9 +166,9 @@ int run_explain(const ExplainArgs& a) {
   save_safetensors(a.out, {{"maps", maps}}, meta);
   if (!a.png.empty()) write_explanation_png(a.png, x, maps, method != XaiMethod::saliency);
   std::printf("xgan explain: %s maps of a %s D (%dx%dx%d, width %d, bn %s) on %lld images -> %s%s%s\n",
-              xai_method_name(method), loss_name(loss), cfg.channels, cfg.image_size, cfg.image_size, cfg.width,
-              a.xai_bn.c_str(), static_cast<long long>(x.size(0)), a.out.c_str(), a.png.empty() ? "" : ", ",
-              a.png.c_str());
+              xai_method_name(method), loss_name(loss), cfg.channels, cfg.image_size, cfg.image_size,
+              cfg.width, a.xai_bn.c_str(), static_cast<long long>(x.size(0)), a.out.c_str(),
+              a.png.empty() ? "" : ", ", a.png.c_str());
   return 0;
 }
 
@@ -188,17 +195,20 @@ Run add_explain(CLI::App& app) {
                   "saliency |dT/dx|, inputxgrad x*dT/dx, or deeplift (rescale rule against a zero baseline)")
       ->required()
       ->check(CLI::IsMember({"saliency", "inputxgrad", "deeplift"}));
-  sub->add_option("--xai-bn", args->xai_bn,
-                  "D's batch norm: captum (train mode: batch statistics over the N images, or over [x; zeros] for\n"
-                  "deeplift, as the authors' captum call) or eval (running statistics, per image; DeepLIFT's\n"
-                  "completeness sum(maps) = D(x) - D(0) holds)")
+  sub->add_option(
+         "--xai-bn", args->xai_bn,
+         "D's batch norm: captum (train mode: batch statistics over the N images, or over [x; zeros] for\n"
+         "deeplift, as the authors' captum call) or eval (running statistics, per image; DeepLIFT's\n"
+         "completeness sum(maps) = D(x) - D(0) holds)")
       ->capture_default_str()
       ->check(CLI::IsMember({"eval", "captum"}));
-  sub->add_option("--out", args->out, "Output safetensors file: maps [N, C, H, W] (float32), the raw explanations")
+  sub->add_option("--out", args->out,
+                  "Output safetensors file: maps [N, C, H, W] (float32), the raw explanations")
       ->required();
-  sub->add_option("--png", args->png,
-                  "Also draw each image beside its map (summed over channels, scaled per image by its max |value|):\n"
-                  "black-red-yellow-white for saliency, blue-white-red for the signed maps");
+  sub->add_option(
+      "--png", args->png,
+      "Also draw each image beside its map (summed over channels, scaled per image by its max |value|):\n"
+      "black-red-yellow-white for saliency, blue-white-red for the signed maps");
   return [args] { return run_explain(*args); };
 }
 

@@ -32,18 +32,23 @@ struct StepArgs {
 Device parse_device(const std::string& s) {
   if (s == "cpu") return kCPU;
   int index = -1;
-  if (s == "cuda") index = 0;
-  else if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos)
+  if (s == "cuda")
+    index = 0;
+  else if (s.rfind("cuda:", 0) == 0 && s.size() > 5 &&
+           s.find_first_not_of("0123456789", 5) == std::string::npos)
     index = std::stoi(s.substr(5));
   if (index < 0) throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + s + "'");
   if (!cuda::compiled()) throw std::invalid_argument("--device " + s + ": this xgan was built without CUDA");
   if (index >= cuda::device_count())
-    throw std::invalid_argument("--device " + s + ": " + std::to_string(cuda::device_count()) + " GPU(s) visible");
+    throw std::invalid_argument("--device " + s + ": " + std::to_string(cuda::device_count()) +
+                                " GPU(s) visible");
   return Device{DeviceType::cuda, index};
 }
 
 // Noise may be given as [N, z] or [N, z, 1, 1]; alpha as [N] or [N, 1, 1, 1].
-Tensor as_4d(const Tensor& t) { return t.dim() == 2 || t.dim() == 1 ? reshape(t, {t.size(0), t.dim() == 2 ? t.size(1) : 1, 1, 1}) : t; }
+Tensor as_4d(const Tensor& t) {
+  return t.dim() == 2 || t.dim() == 1 ? reshape(t, {t.size(0), t.dim() == 2 ? t.size(1) : 1, 1, 1}) : t;
+}
 
 int run_step(const StepArgs& a) {
   const LossKind loss = parse_loss(a.loss);
@@ -143,19 +148,25 @@ int run_step(const StepArgs& a) {
   for (const auto& [name, x] : D.state_dict()) put("D." + name, x);
   char lambda[32];
   std::snprintf(lambda, sizeof lambda, "%.17g", a.gp_lambda);
-  const std::map<std::string, std::string> meta{
-      {"loss", loss_name(loss)},        {"gp_lambda", lambda},
-      {"dtype", dtype_name(dtype)},     {"device", device.str()},
-      {"batch", std::to_string(n)},     {"image_size", std::to_string(cfg.image_size)},
-      {"width", std::to_string(cfg.width)}, {"channels", std::to_string(cfg.channels)},
-      {"z_dim", std::to_string(cfg.z_dim)}, {"xai", a.xai},
-      {"guidance", a.guidance},         {"xai_bn", a.xai_bn},
-      {"xai_norm", a.xai_norm},         {"xgan", XGAN_VERSION}};
+  const std::map<std::string, std::string> meta{{"loss", loss_name(loss)},
+                                                {"gp_lambda", lambda},
+                                                {"dtype", dtype_name(dtype)},
+                                                {"device", device.str()},
+                                                {"batch", std::to_string(n)},
+                                                {"image_size", std::to_string(cfg.image_size)},
+                                                {"width", std::to_string(cfg.width)},
+                                                {"channels", std::to_string(cfg.channels)},
+                                                {"z_dim", std::to_string(cfg.z_dim)},
+                                                {"xai", a.xai},
+                                                {"guidance", a.guidance},
+                                                {"xai_bn", a.xai_bn},
+                                                {"xai_norm", a.xai_norm},
+                                                {"xgan", XGAN_VERSION}};
   save_safetensors(a.out, out, meta);
 
-  std::printf("xgan step: %s, %s on %s, batch %lld, %dx%dx%d images: loss_D %.9g, loss_G %.9g", loss_name(loss),
-              dtype_name(dtype), device.str().c_str(), static_cast<long long>(n), cfg.channels, cfg.image_size,
-              cfg.image_size, rec.loss_D.item(), rec.loss_G.item());
+  std::printf("xgan step: %s, %s on %s, batch %lld, %dx%dx%d images: loss_D %.9g, loss_G %.9g",
+              loss_name(loss), dtype_name(dtype), device.str().c_str(), static_cast<long long>(n),
+              cfg.channels, cfg.image_size, cfg.image_size, rec.loss_D.item(), rec.loss_G.item());
   if (wgan) std::printf(", gp %.9g", rec.gp.item());
   if (xai != XaiMethod::none)
     std::printf(", guided by %s (%s, bn %s, norm %s)", a.xai.c_str(), a.guidance.c_str(), a.xai_bn.c_str(),
@@ -170,7 +181,8 @@ Run add_step(CLI::App& app) {
   auto args = std::make_shared<StepArgs>();
   CLI::App* sub = app.add_subcommand(
       "step",
-      "Run one training iteration (a D step, then a G step) from the weights and batches in a tensor file and\n"
+      "Run one training iteration (a D step, then a G step) from the weights and batches in a tensor file "
+      "and\n"
       "write every intermediate, to compare xgan with another implementation tensor by tensor.");
   sub->add_option("--loss", args->loss,
                   "GAN objective: dcgan (D ends in a sigmoid, BCE), wgan-gp (Wasserstein loss plus gradient\n"
@@ -210,21 +222,24 @@ Run add_step(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "float64"}));
   sub->add_option("--device", args->device, "Where to run: cpu, or cuda / cuda:N in a CUDA build")
       ->capture_default_str();
-  sub->add_option("--xai", args->xai,
-                  "X-GAN guidance of the G step: explain D on the fakes (target sum_i D(fake_i), after the\n"
-                  "sigmoid for dcgan) with saliency |dT/dx|, inputxgrad x*dT/dx or deeplift (rescale rule,\n"
-                  "zero baseline), normalise the map to E in [1, 2] and weight dLdimg with it; none = plain GAN")
+  sub->add_option(
+         "--xai", args->xai,
+         "X-GAN guidance of the G step: explain D on the fakes (target sum_i D(fake_i), after the\n"
+         "sigmoid for dcgan) with saliency |dT/dx|, inputxgrad x*dT/dx or deeplift (rescale rule,\n"
+         "zero baseline), normalise the map to E in [1, 2] and weight dLdimg with it; none = plain GAN")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift"}));
-  sub->add_option("--guidance", args->guidance,
-                  "How E weights dLdimg: elementwise (the paper's text: E * dLdimg) or as-coded (the authors'\n"
-                  "code, (errG * E).backward(ones): (sum of E over the batch) * dLdimg)")
+  sub->add_option(
+         "--guidance", args->guidance,
+         "How E weights dLdimg: elementwise (the paper's text: E * dLdimg) or as-coded (the authors'\n"
+         "code, (errG * E).backward(ones): (sum of E over the batch) * dLdimg)")
       ->capture_default_str()
       ->check(CLI::IsMember({"elementwise", "as-coded"}));
-  sub->add_option("--xai-bn", args->xai_bn,
-                  "D's batch norm while explaining: captum (train mode as the authors' captum call: batch\n"
-                  "statistics over the N fakes, or the 2N batch [fakes; zeros] for deeplift, and D's running\n"
-                  "statistics are updated) or eval (running statistics, nothing updated)")
+  sub->add_option(
+         "--xai-bn", args->xai_bn,
+         "D's batch norm while explaining: captum (train mode as the authors' captum call: batch\n"
+         "statistics over the N fakes, or the 2N batch [fakes; zeros] for deeplift, and D's running\n"
+         "statistics are updated) or eval (running statistics, nothing updated)")
       ->capture_default_str()
       ->check(CLI::IsMember({"eval", "captum"}));
   sub->add_option("--xai-norm", args->xai_norm,
@@ -234,8 +249,10 @@ Run add_step(CLI::App& app) {
       ->check(CLI::IsMember({"batch", "sample"}));
   sub->footer(
       "Adam starts fresh (lr 1e-4, betas (0.5, 0.999)) for both nets. Batch-norm statistics update in the\n"
-      "authors' order: D step G(z_d), D(real), D(fake), D(x_hat); G step G(z_g), D(fake), D(real) for ragan,\n"
-      "then the explainer's forward with --xai-bn captum. loss_G is the plain loss also when --xai guides the step.");
+      "authors' order: D step G(z_d), D(real), D(fake), D(x_hat); G step G(z_g), D(fake), D(real) for "
+      "ragan,\n"
+      "then the explainer's forward with --xai-bn captum. loss_G is the plain loss also when --xai guides "
+      "the step.");
   return [args] { return run_step(*args); };
 }
 

@@ -22,8 +22,9 @@ CLI::Validator positive_int() {
         char* end = nullptr;
         errno = 0;
         const long long x = std::strtoll(v.c_str(), &end, 10);
-        return end != v.c_str() && *end == '\0' && errno == 0 && x > 0 ? std::string()
-                                                                         : "must be a positive integer, got " + v;
+        return end != v.c_str() && *end == '\0' && errno == 0 && x > 0
+                   ? std::string()
+                   : "must be a positive integer, got " + v;
       },
       "POSITIVE");
 }
@@ -32,8 +33,9 @@ CLI::Validator positive_real() {
       [](std::string& v) {
         char* end = nullptr;
         const double x = std::strtod(v.c_str(), &end);
-        return end != v.c_str() && *end == '\0' && x > 0 && std::isfinite(x) ? std::string()
-                                                                                : "must be a positive number, got " + v;
+        return end != v.c_str() && *end == '\0' && x > 0 && std::isfinite(x)
+                   ? std::string()
+                   : "must be a positive number, got " + v;
       },
       "POSITIVE");
 }
@@ -49,17 +51,20 @@ Run add_train(CLI::App& app) {
   sub->add_option("--dataset", cfg->dataset, "Data set")
       ->capture_default_str()
       ->check(CLI::IsMember({"mnist", "fashion-mnist", "cifar10"}));
-  sub->add_option("--data-dir", cfg->data_dir,
-                  "Directory with the data set's files: MNIST/Fashion-MNIST IDX (train-images-idx3-ubyte[.gz],\n"
-                  "train-labels-idx1-ubyte[.gz]) or CIFAR-10 binary batches (data_batch_{1..5}.bin).\n"
-                  "`bash scripts/get_data.sh data/mnist` fetches MNIST")
+  sub->add_option(
+         "--data-dir", cfg->data_dir,
+         "Directory with the data set's files: MNIST/Fashion-MNIST IDX (train-images-idx3-ubyte[.gz],\n"
+         "train-labels-idx1-ubyte[.gz]) or CIFAR-10 binary batches (data_batch_{1..5}.bin).\n"
+         "`bash scripts/get_data.sh data/mnist` fetches MNIST")
       ->capture_default_str();
-  sub->add_option("--loss", cfg->loss,
-                  "GAN objective: dcgan (D ends in a sigmoid, BCE), wgan-gp (Wasserstein loss + gradient penalty)\n"
-                  "or ragan (relativistic average GAN)")
+  sub->add_option(
+         "--loss", cfg->loss,
+         "GAN objective: dcgan (D ends in a sigmoid, BCE), wgan-gp (Wasserstein loss + gradient penalty)\n"
+         "or ragan (relativistic average GAN)")
       ->capture_default_str()
       ->check(CLI::IsMember({"dcgan", "wgan-gp", "ragan"}));
-  sub->add_option("--image-size", cfg->image_size, "Image side in pixels, a power of two >= 16 (MNIST's 28 is resized)")
+  sub->add_option("--image-size", cfg->image_size,
+                  "Image side in pixels, a power of two >= 16 (MNIST's 28 is resized)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) {
@@ -72,7 +77,8 @@ Run add_train(CLI::App& app) {
   sub->add_option("--width", cfg->width, "Feature maps of G's last and D's first hidden layer (h)")
       ->capture_default_str()
       ->check(positive_int());
-  sub->add_option("--batch", cfg->batch, "Images per batch (the last incomplete batch of an epoch is dropped)")
+  sub->add_option("--batch", cfg->batch,
+                  "Images per batch (the last incomplete batch of an epoch is dropped)")
       ->capture_default_str()
       ->check(positive_int());
   sub->add_option("--lr", cfg->lr, "Adam learning rate of both nets (betas 0.5, 0.999)")
@@ -82,29 +88,36 @@ Run add_train(CLI::App& app) {
   CLI::Option_group* length = sub->add_option_group("length", "How long to train (give exactly one)");
   length->add_option("--iters", cfg->iters, "Total iterations (one D step + one G step each)")
       ->check(positive_int());
-  length->add_option("--epochs", cfg->epochs, "Total epochs (passes over the data set, last partial batch dropped)")
+  length
+      ->add_option("--epochs", cfg->epochs,
+                   "Total epochs (passes over the data set, last partial batch dropped)")
       ->check(positive_int());
   length->require_option(1);
-  sub->add_option("--seed", cfg->seed,
-                  "Seed of every random stream (initialisation, noise, shuffling, fixed sample noise):\n"
-                  "the same seed and options give the same run, bit for bit on the CPU with the same number of\n"
-                  "OpenMP threads (reductions are split by thread)")
+  sub->add_option(
+         "--seed", cfg->seed,
+         "Seed of every random stream (initialisation, noise, shuffling, fixed sample noise):\n"
+         "the same seed and options give the same run, bit for bit on the CPU with the same number of\n"
+         "OpenMP threads (reductions are split by thread)")
       ->capture_default_str();
-  sub->add_option("--out", cfg->out_dir,
-                  "Output directory; gets log.jsonl, samples_<iter>.png, samples_latest.png and ckpt/ckpt.safetensors")
+  sub->add_option(
+         "--out", cfg->out_dir,
+         "Output directory; gets log.jsonl, samples_<iter>.png, samples_latest.png and ckpt/ckpt.safetensors")
       ->capture_default_str();
-  sub->add_flag("--resume", *resume,
-                "Continue the run whose checkpoint is in --out (same data set, loss, sizes, batch, lr, seed,\n"
-                "gp-lambda and XAI options; --iters/--epochs may be raised). On the CPU, with the same thread count, the result\n"
-                "equals an uninterrupted run's bit for bit");
+  sub->add_flag(
+      "--resume", *resume,
+      "Continue the run whose checkpoint is in --out (same data set, loss, sizes, batch, lr, seed,\n"
+      "gp-lambda and XAI options; --iters/--epochs may be raised). On the CPU, with the same thread count, "
+      "the result\n"
+      "equals an uninterrupted run's bit for bit");
   sub->add_option("--gp-lambda", cfg->gp_lambda,
                   "Weight of WGAN-GP's gradient penalty (the authors' code effectively used 1)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--xai", cfg->xai,
-                  "X-GAN: guide each G step with an explanation of D on the fakes: saliency |dT/dx|, inputxgrad\n"
-                  "x*dT/dx or deeplift (rescale rule, zero baseline), T = sum_i D(fake_i); the map, normalised to\n"
-                  "E in [1, 2], weights dloss_G/dfake before it flows into G. none = plain GAN")
+  sub->add_option(
+         "--xai", cfg->xai,
+         "X-GAN: guide each G step with an explanation of D on the fakes: saliency |dT/dx|, inputxgrad\n"
+         "x*dT/dx or deeplift (rescale rule, zero baseline), T = sum_i D(fake_i); the map, normalised to\n"
+         "E in [1, 2], weights dloss_G/dfake before it flows into G. none = plain GAN")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift"}));
   sub->add_option("--guidance", cfg->guidance,
@@ -112,13 +125,15 @@ Run add_train(CLI::App& app) {
                   "as-coded (the authors' code, which reduces to (sum of E over the batch) * g)")
       ->capture_default_str()
       ->check(CLI::IsMember({"elementwise", "as-coded"}));
-  sub->add_option("--xai-bn", cfg->xai_bn,
-                  "D's batch norm while explaining: captum (train mode, as the authors' captum call; updates D's\n"
-                  "running statistics) or eval (running statistics, nothing updated)")
+  sub->add_option(
+         "--xai-bn", cfg->xai_bn,
+         "D's batch norm while explaining: captum (train mode, as the authors' captum call; updates D's\n"
+         "running statistics) or eval (running statistics, nothing updated)")
       ->capture_default_str()
       ->check(CLI::IsMember({"eval", "captum"}));
-  sub->add_option("--xai-norm", cfg->xai_norm,
-                  "Min-max normalisation of the map: batch (whole batch tensor, the authors') or sample (per image)")
+  sub->add_option(
+         "--xai-norm", cfg->xai_norm,
+         "Min-max normalisation of the map: batch (whole batch tensor, the authors') or sample (per image)")
       ->capture_default_str()
       ->check(CLI::IsMember({"batch", "sample"}));
   sub->add_option("--log-every", cfg->log_every,
@@ -126,22 +141,26 @@ Run add_train(CLI::App& app) {
                   "and print progress every N iterations")
       ->capture_default_str()
       ->check(positive_int());
-  sub->add_option("--sample-every", cfg->sample_every,
-                  "Write an 8x8 grid of G's samples on a fixed noise batch every N iterations; G runs in eval\n"
-                  "mode (batch norm with its running statistics)")
+  sub->add_option(
+         "--sample-every", cfg->sample_every,
+         "Write an 8x8 grid of G's samples on a fixed noise batch every N iterations; G runs in eval\n"
+         "mode (batch norm with its running statistics)")
       ->capture_default_str()
       ->check(positive_int());
   sub->add_option("--ckpt-every", cfg->ckpt_every,
                   "Write the checkpoint (replacing the previous one atomically) every N iterations")
       ->capture_default_str()
       ->check(positive_int());
-  sub->add_option("--device", cfg->device,
-                  "cpu, cuda (needs a CUDA build whose backend runs training) or auto (cuda when usable, else cpu)")
+  sub->add_option(
+         "--device", cfg->device,
+         "cpu, cuda (needs a CUDA build whose backend runs training) or auto (cuda when usable, else cpu)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   sub->footer(
-      "Defaults follow the paper: Adam lr 1e-4, betas (0.5, 0.999), batch 32, z 128, width 128, 32x32 images.\n"
-      "The log, samples and checkpoint are also written at the last iteration. A NaN or Inf loss stops the run\n"
+      "Defaults follow the paper: Adam lr 1e-4, betas (0.5, 0.999), batch 32, z 128, width 128, 32x32 "
+      "images.\n"
+      "The log, samples and checkpoint are also written at the last iteration. A NaN or Inf loss stops the "
+      "run\n"
       "(exit code 3) and leaves the last good checkpoint as it was.\n"
       "Example: xgan train --dataset mnist --data-dir data/mnist --iters 2000 --out runs/mnist");
   return [cfg, resume] { return train(*cfg, *resume); };

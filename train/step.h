@@ -29,27 +29,27 @@ struct StepOptions {
   double gp_lambda = 10.0;
   // X-GAN: explain D on the G step's fakes and weight dLdimg with the normalised map.
   XaiMethod xai = XaiMethod::none;
-  Guidance guidance = Guidance::elementwise;  // the paper's text; as_coded = the authors' code
-  XaiBatchNorm xai_bn = XaiBatchNorm::captum;   // what the authors' captum call did
-  XaiNorm xai_norm = XaiNorm::batch;            // the authors' min-max over the whole batch
+  Guidance guidance = Guidance::elementwise;   // the paper's text; as_coded = the authors' code
+  XaiBatchNorm xai_bn = XaiBatchNorm::captum;  // what the authors' captum call did
+  XaiNorm xai_norm = XaiNorm::batch;           // the authors' min-max over the whole batch
 };
 
 struct StepRecord {
-  Tensor loss_D;   // [] (WGAN-GP: the Wasserstein part, without lambda * gp)
-  Tensor loss_G;   // []
-  Tensor gp;       // [] unweighted penalty (WGAN-GP only)
-  Tensor fake;     // G(z_g): the G step's D input
-  Tensor dLdimg;   // dL_G / d fake
-  Tensor xai_raw;        // the explanation map before normalisation (xai != none)
-  Tensor xai_E;          // after normalisation to [1, 2]
-  Tensor dLdimg_guided;  // what was back-propagated into G (= dLdimg without xai)
+  Tensor loss_D;                         // [] (WGAN-GP: the Wasserstein part, without lambda * gp)
+  Tensor loss_G;                         // []
+  Tensor gp;                             // [] unweighted penalty (WGAN-GP only)
+  Tensor fake;                           // G(z_g): the G step's D input
+  Tensor dLdimg;                         // dL_G / d fake
+  Tensor xai_raw;                        // the explanation map before normalisation (xai != none)
+  Tensor xai_E;                          // after normalisation to [1, 2]
+  Tensor dLdimg_guided;                  // what was back-propagated into G (= dLdimg without xai)
   std::map<std::string, Tensor> grad_D;  // by parameter name: what the D optimiser stepped with
   std::map<std::string, Tensor> grad_G;
 };
 
 // Runs one iteration, updating G, D (weights and running statistics) and both optimisers.
 // Requires optimisers built over G.parameter_tensors() / D.parameter_tensors().
-StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& opt_D,
-                      const StepInputs& in, const StepOptions& opt);
+StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& opt_D, const StepInputs& in,
+                      const StepOptions& opt);
 
 }  // namespace xgan

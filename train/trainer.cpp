@@ -90,18 +90,30 @@ void write_file_atomic(const std::string& path, const void* data, size_t n) {
 // The part of the config a checkpoint records; everything but iters/epochs, paths, intervals and
 // the device must match on resume, because the numbers of the run depend on it.
 json config_json(const TrainConfig& c, int channels) {
-  return json{{"dataset", c.dataset}, {"loss", c.loss},           {"image_size", c.image_size},
-              {"width", c.width},     {"channels", channels},     {"z_dim", c.z_dim},
-              {"batch", c.batch},     {"lr", c.lr},               {"beta1", c.beta1},
-              {"beta2", c.beta2},     {"seed", c.seed},           {"gp_lambda", c.gp_lambda},
-              {"iters", c.iters},     {"epochs", c.epochs},       {"data_dir", c.data_dir},
-              {"xai", c.xai},         {"guidance", c.guidance},   {"xai_bn", c.xai_bn},
+  return json{{"dataset", c.dataset},
+              {"loss", c.loss},
+              {"image_size", c.image_size},
+              {"width", c.width},
+              {"channels", channels},
+              {"z_dim", c.z_dim},
+              {"batch", c.batch},
+              {"lr", c.lr},
+              {"beta1", c.beta1},
+              {"beta2", c.beta2},
+              {"seed", c.seed},
+              {"gp_lambda", c.gp_lambda},
+              {"iters", c.iters},
+              {"epochs", c.epochs},
+              {"data_dir", c.data_dir},
+              {"xai", c.xai},
+              {"guidance", c.guidance},
+              {"xai_bn", c.xai_bn},
               {"xai_norm", c.xai_norm}};
 }
 
-const char* const kMustMatch[] = {"dataset", "loss", "image_size", "width", "channels", "z_dim",
-                                  "batch",   "lr",   "beta1",      "beta2", "seed",     "gp_lambda",
-                                  "xai",     "guidance", "xai_bn",   "xai_norm"};
+const char* const kMustMatch[] = {"dataset", "loss",     "image_size", "width",   "channels", "z_dim",
+                                  "batch",   "lr",       "beta1",      "beta2",   "seed",     "gp_lambda",
+                                  "xai",     "guidance", "xai_bn",     "xai_norm"};
 
 void check_resume_config(const json& saved, const json& now, const std::string& path) {
   std::string diffs;
@@ -111,8 +123,8 @@ void check_resume_config(const json& saved, const json& now, const std::string& 
     const std::string k = key;
     if (!saved.contains(key) && (k == "xai" || k == "guidance" || k == "xai_bn" || k == "xai_norm")) {
       if (before_xai[key] != now[key])
-        diffs += std::string("\n  ") + key + ": checkpoint " + before_xai[key].dump() + " (not recorded), now " +
-                 now[key].dump();
+        diffs += std::string("\n  ") + key + ": checkpoint " + before_xai[key].dump() +
+                 " (not recorded), now " + now[key].dump();
       continue;
     }
     if (!saved.contains(key)) {
@@ -140,7 +152,8 @@ void validate(const TrainConfig& c) {
   if (c.iters < 0 || c.epochs < 0) bad("iterations and epochs must not be negative");
   if (c.iters == 0 && c.epochs == 0) bad("give a number of iterations or of epochs");
   if (c.iters > 0 && c.epochs > 0) bad("give iterations or epochs, not both");
-  if (c.log_every < 1 || c.sample_every < 1 || c.ckpt_every < 1) bad("the *-every intervals must be positive");
+  if (c.log_every < 1 || c.sample_every < 1 || c.ckpt_every < 1)
+    bad("the *-every intervals must be positive");
   if (!(c.gp_lambda >= 0)) bad("gp lambda must not be negative");
   if (c.out_dir.empty()) bad("the output directory is empty");
   try {
@@ -168,8 +181,9 @@ std::string probe_cuda(LossKind loss) {
     G.to(DType::f32, dev);
     D.to(DType::f32, dev);
     Adam oG(G.parameter_tensors()), oD(D.parameter_tensors());
-    StepInputs in{rng.normal({2, 1, 16, 16}, 0, 1, DType::f32, dev), rng.normal({2, 8, 1, 1}, 0, 1, DType::f32, dev),
-                  rng.normal({2, 8, 1, 1}, 0, 1, DType::f32, dev), rng.uniform({2, 1, 1, 1}, 0, 1, DType::f32, dev)};
+    StepInputs in{
+        rng.normal({2, 1, 16, 16}, 0, 1, DType::f32, dev), rng.normal({2, 8, 1, 1}, 0, 1, DType::f32, dev),
+        rng.normal({2, 8, 1, 1}, 0, 1, DType::f32, dev), rng.uniform({2, 1, 1, 1}, 0, 1, DType::f32, dev)};
     train_step(G, D, oG, oD, in, StepOptions{loss, 10.0});
     return "";
   } catch (const std::exception& e) {
@@ -179,12 +193,16 @@ std::string probe_cuda(LossKind loss) {
 
 Device resolve_device(const std::string& name, LossKind loss) {
   if (name == "cpu") return kCPU;
-  if (name != "cuda" && name != "auto") throw std::runtime_error("unknown device '" + name + "' (cpu, cuda or auto)");
+  if (name != "cuda" && name != "auto")
+    throw std::runtime_error("unknown device '" + name + "' (cpu, cuda or auto)");
   const bool want = name == "cuda";
   std::string why;
-  if (!cuda::compiled()) why = "xgan was built without CUDA";
-  else if (cuda::device_count() == 0) why = "no GPU is visible";
-  else if (std::string p = probe_cuda(loss); !p.empty()) why = "the CUDA backend cannot train yet (" + p + ")";
+  if (!cuda::compiled())
+    why = "xgan was built without CUDA";
+  else if (cuda::device_count() == 0)
+    why = "no GPU is visible";
+  else if (std::string p = probe_cuda(loss); !p.empty())
+    why = "the CUDA backend cannot train yet (" + p + ")";
   if (why.empty()) return Device{DeviceType::cuda, 0};
   if (want) throw std::runtime_error("--device cuda: " + why + "; use --device cpu");
   if (cuda::compiled() && cuda::device_count() > 0)
@@ -207,8 +225,8 @@ bool all_finite(const Module& m) {
   return true;
 }
 
-std::map<std::string, Tensor> with_prefix(const std::map<std::string, Tensor>& tensors, const std::string& prefix,
-                                          bool strip) {
+std::map<std::string, Tensor> with_prefix(const std::map<std::string, Tensor>& tensors,
+                                          const std::string& prefix, bool strip) {
   std::map<std::string, Tensor> out;
   for (const auto& [name, t] : tensors)
     if (name.rfind(prefix, 0) == 0) out.emplace(strip ? name.substr(prefix.size()) : name, t);
@@ -230,15 +248,17 @@ void load_adam(const Module& m, Adam& opt, const std::string& prefix, const std:
   const auto& params = m.parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string& name = params[i].name;
-    for (auto [kind, dst] : {std::pair{".exp_avg.", &opt.exp_avg()[i]}, std::pair{".exp_avg_sq.", &opt.exp_avg_sq()[i]}}) {
+    for (auto [kind, dst] :
+         {std::pair{".exp_avg.", &opt.exp_avg()[i]}, std::pair{".exp_avg_sq.", &opt.exp_avg_sq()[i]}}) {
       auto it = in.find(prefix + kind + name);
       if (it == in.end()) throw std::runtime_error(path + ": missing tensor " + prefix + kind + name);
       if (it->second.shape() != dst->shape())
-        throw std::runtime_error(path + ": " + prefix + kind + name + " has shape " + shape_str(it->second.shape()) +
-                                 ", expected " + shape_str(dst->shape()));
+        throw std::runtime_error(path + ": " + prefix + kind + name + " has shape " +
+                                 shape_str(it->second.shape()) + ", expected " + shape_str(dst->shape()));
       dst->copy_(it->second);
     }
-    if (!steps.contains(name)) throw std::runtime_error(path + ": no Adam step count for " + prefix + "." + name);
+    if (!steps.contains(name))
+      throw std::runtime_error(path + ": no Adam step count for " + prefix + "." + name);
     opt.steps()[i] = steps[name].get<int64_t>();
   }
 }
@@ -252,7 +272,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   Checkpoint c;
   c.file = load_safetensors(path);
   auto it = c.file.metadata.find("xgan");
-  if (it == c.file.metadata.end()) throw std::runtime_error(path + ": not an xgan training checkpoint (no 'xgan' metadata)");
+  if (it == c.file.metadata.end())
+    throw std::runtime_error(path + ": not an xgan training checkpoint (no 'xgan' metadata)");
   try {
     c.meta = json::parse(it->second);
   } catch (const std::exception& e) {
@@ -260,8 +281,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   }
   const int version = c.meta.value("format_version", 0);
   if (version != kFormatVersion)
-    throw std::runtime_error(path + ": checkpoint format version " + std::to_string(version) + ", this xgan reads " +
-                             std::to_string(kFormatVersion));
+    throw std::runtime_error(path + ": checkpoint format version " + std::to_string(version) +
+                             ", this xgan reads " + std::to_string(kFormatVersion));
   return c;
 }
 
@@ -286,9 +307,12 @@ std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const long s = std::lround(seconds);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(buf, sizeof buf, "%lds", s);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", s);
   return buf;
 }
 
@@ -301,7 +325,8 @@ std::string resolve_checkpoint_file(const std::string& p) {
   if (fs::is_directory(p)) {
     for (const fs::path& c : {fs::path(p) / "ckpt" / "ckpt.safetensors", fs::path(p) / "ckpt.safetensors"})
       if (fs::exists(c)) return c.string();
-    throw std::runtime_error("no checkpoint in " + p + " (looked for ckpt/ckpt.safetensors and ckpt.safetensors)");
+    throw std::runtime_error("no checkpoint in " + p +
+                             " (looked for ckpt/ckpt.safetensors and ckpt.safetensors)");
   }
   if (!fs::exists(p)) throw std::runtime_error("checkpoint " + p + " does not exist");
   return p;
@@ -337,8 +362,8 @@ void write_image_grid(const std::string& path, const Tensor& images, int nrow, i
   auto sink = [](void* ctx, void* data, int size) {
     static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
   };
-  if (!stbi_write_png_to_func(sink, &png, static_cast<int>(W), static_cast<int>(H), static_cast<int>(c), pix.data(),
-                              static_cast<int>(W * c)))
+  if (!stbi_write_png_to_func(sink, &png, static_cast<int>(W), static_cast<int>(H), static_cast<int>(c),
+                              pix.data(), static_cast<int>(W * c)))
     throw std::runtime_error("cannot encode PNG " + path);
   write_file_atomic(path, png.data(), png.size());
 }
@@ -357,7 +382,8 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   validate(cfg);
   const LossKind loss = parse_loss(cfg.loss);
   const bool wgan = loss == LossKind::wgan_gp;
-  if (data.images.dim() != 4 || data.images.size(2) != cfg.image_size || data.images.size(3) != cfg.image_size)
+  if (data.images.dim() != 4 || data.images.size(2) != cfg.image_size ||
+      data.images.size(3) != cfg.image_size)
     throw std::runtime_error("train: data set images are " + data.images.str() + ", expected size " +
                              std::to_string(cfg.image_size) + "x" + std::to_string(cfg.image_size));
   const int channels = static_cast<int>(data.images.size(1));
@@ -374,9 +400,9 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   const std::string ckpt_file = checkpoint_path(cfg.out_dir);
   const std::string log_file = (out / "log.jsonl").string();
   if (!resume && fs::exists(ckpt_file))
-    throw std::runtime_error(ckpt_file + " already exists: pass --resume to continue that run, or choose another --out");
-  if (resume && !fs::exists(ckpt_file))
-    throw std::runtime_error("--resume: no checkpoint at " + ckpt_file);
+    throw std::runtime_error(ckpt_file +
+                             " already exists: pass --resume to continue that run, or choose another --out");
+  if (resume && !fs::exists(ckpt_file)) throw std::runtime_error("--resume: no checkpoint at " + ckpt_file);
 
   // Models, initialised from their own stream so the noise stream starts at offset 0.
   const GanConfig gc{cfg.image_size, cfg.width, channels, cfg.z_dim};
@@ -426,19 +452,21 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   const Shape z_shape{cfg.batch, cfg.z_dim, 1, 1};
 
   if (iteration >= total) {
-    std::fprintf(stderr,
-                 "xgan train: the checkpoint is at iteration %lld, the run asks for %lld; nothing to do (raise\n"
-                 "xgan train: --iters or --epochs to train further)\n",
-                 static_cast<long long>(iteration), static_cast<long long>(total));
+    std::fprintf(
+        stderr,
+        "xgan train: the checkpoint is at iteration %lld, the run asks for %lld; nothing to do (raise\n"
+        "xgan train: --iters or --epochs to train further)\n",
+        static_cast<long long>(iteration), static_cast<long long>(total));
     return 0;
   }
-  std::fprintf(stderr,
-               "xgan train: %s (%lld images, %lld batches/epoch), %s, %dx%d, width %d, batch %d, lr %g, on %s\n"
-               "xgan train: %s iterations %lld..%lld into %s\n",
-               cfg.dataset.c_str(), static_cast<long long>(data.images.size(0)), static_cast<long long>(per_epoch),
-               loss_name(loss), cfg.image_size, cfg.image_size, cfg.width, cfg.batch, cfg.lr, dev.str().c_str(),
-               resume ? "resuming:" : "training:", static_cast<long long>(iteration + 1),
-               static_cast<long long>(total), cfg.out_dir.c_str());
+  std::fprintf(
+      stderr,
+      "xgan train: %s (%lld images, %lld batches/epoch), %s, %dx%d, width %d, batch %d, lr %g, on %s\n"
+      "xgan train: %s iterations %lld..%lld into %s\n",
+      cfg.dataset.c_str(), static_cast<long long>(data.images.size(0)), static_cast<long long>(per_epoch),
+      loss_name(loss), cfg.image_size, cfg.image_size, cfg.width, cfg.batch, cfg.lr, dev.str().c_str(),
+      resume ? "resuming:" : "training:", static_cast<long long>(iteration + 1),
+      static_cast<long long>(total), cfg.out_dir.c_str());
 
   // A fresh run starts a fresh log (a run interrupted before its first checkpoint may have left one).
   std::ofstream log(log_file, resume ? std::ios::app : std::ios::trunc);
@@ -489,7 +517,8 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
       // than with a NaN loss; report that as the divergence it is. Other errors propagate.
       if (all_finite(G) && all_finite(D) && all_finite(real)) throw;
       if (tty && !last_progress.empty()) std::fputc('\n', stderr);
-      std::fprintf(stderr, "xgan train: non-finite values at iteration %lld (%s); stopping.\nxgan train: %s\n",
+      std::fprintf(stderr,
+                   "xgan train: non-finite values at iteration %lld (%s); stopping.\nxgan train: %s\n",
                    static_cast<long long>(iteration + 1), e.what(),
                    fs::exists(ckpt_file) ? ("the last good checkpoint is intact: " + ckpt_file).c_str()
                                          : "no checkpoint was written before it");
@@ -517,10 +546,13 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
     const bool last = iteration == total;
     const auto now = clock::now();
     const double ms_done = std::chrono::duration<double, std::milli>(now - t_start).count();
-    const double eta_s = ms_done / static_cast<double>(iteration - first) * static_cast<double>(total - iteration) / 1000.0;
+    const double eta_s =
+        ms_done / static_cast<double>(iteration - first) * static_cast<double>(total - iteration) / 1000.0;
     if (iteration % cfg.log_every == 0 || last) {
-      const double ms = std::chrono::duration<double, std::milli>(now - t_window).count() / static_cast<double>(window);
-      nlohmann::ordered_json line{{"iteration", iteration}, {"epoch", epoch}, {"loss_D", loss_D}, {"loss_G", loss_G}};
+      const double ms =
+          std::chrono::duration<double, std::milli>(now - t_window).count() / static_cast<double>(window);
+      nlohmann::ordered_json line{
+          {"iteration", iteration}, {"epoch", epoch}, {"loss_D", loss_D}, {"loss_G", loss_G}};
       if (wgan) line["gp"] = gp;
       line["ms_per_iter"] = std::round(ms * 1000.0) / 1000.0;
       line["data_ms"] = std::round(data_ms_window / static_cast<double>(window) * 1000.0) / 1000.0;
@@ -534,13 +566,16 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
                                            : (iteration % cfg.log_every == 0 || last));
     if (show) {
       char buf[256];
-      std::snprintf(buf, sizeof buf, "iter %lld/%lld  epoch %lld  loss_D %.4f  loss_G %.4f%s  %.1f ms/iter  ETA %s",
-                    static_cast<long long>(iteration), static_cast<long long>(total), static_cast<long long>(epoch),
-                    loss_D, loss_G, wgan ? ("  gp " + std::to_string(gp).substr(0, 6)).c_str() : "",
-                    ms_done / static_cast<double>(iteration - first), format_duration(eta_s).c_str());
+      std::snprintf(
+          buf, sizeof buf, "iter %lld/%lld  epoch %lld  loss_D %.4f  loss_G %.4f%s  %.1f ms/iter  ETA %s",
+          static_cast<long long>(iteration), static_cast<long long>(total), static_cast<long long>(epoch),
+          loss_D, loss_G, wgan ? ("  gp " + std::to_string(gp).substr(0, 6)).c_str() : "",
+          ms_done / static_cast<double>(iteration - first), format_duration(eta_s).c_str());
       last_progress = buf;
-      if (tty) std::fprintf(stderr, "\r%-110s", buf);
-      else std::fprintf(stderr, "%s\n", buf);
+      if (tty)
+        std::fprintf(stderr, "\r%-110s", buf);
+      else
+        std::fprintf(stderr, "%s\n", buf);
       std::fflush(stderr);
       t_shown = now;
     }
@@ -555,7 +590,8 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
       // A weight can turn NaN in the update after finite losses; such a state is never saved.
       if (!all_finite(G) || !all_finite(D)) {
         if (tty) std::fputc('\n', stderr);
-        std::fprintf(stderr, "xgan train: non-finite weights after iteration %lld; stopping without a checkpoint.\n",
+        std::fprintf(stderr,
+                     "xgan train: non-finite weights after iteration %lld; stopping without a checkpoint.\n",
                      static_cast<long long>(iteration));
         return kExitNonFinite;
       }
@@ -572,7 +608,8 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   return 0;
 }
 
-void sample_from_checkpoint(const std::string& ckpt, const std::string& out_png, int n, std::optional<uint64_t> seed) {
+void sample_from_checkpoint(const std::string& ckpt, const std::string& out_png, int n,
+                            std::optional<uint64_t> seed) {
   if (n < 1) throw std::runtime_error("sample: n must be positive");
   const std::string path = resolve_checkpoint_file(ckpt);
   TensorFile file = load_safetensors(path);

@@ -1,8 +1,8 @@
 // The GAN trainer behind `xgan train` and `xgan sample`: the paper's loop (one D step then one G
 // step per iteration, Adam for both nets), logging, sample grids and checkpoints that let a run
 // be resumed bit-for-bit on the CPU (with the same OpenMP thread count: the CPU kernels split
-// their reductions by thread, so another count rounds differently). Tested by tests/test_trainer.cpp (resume equivalence,
-// atomic checkpoints, NaN handling, config mismatch, sample grids).
+// their reductions by thread, so another count rounds differently). Tested by tests/test_trainer.cpp (resume
+// equivalence, atomic checkpoints, NaN handling, config mismatch, sample grids).
 //
 // What a run writes under out_dir:
 //   log.jsonl               one JSON object per log step: iteration, epoch, loss_D, loss_G,
@@ -32,19 +32,19 @@ namespace xgan {
 struct TrainConfig {
   std::string dataset = "mnist";  // mnist | fashion-mnist | cifar10
   std::string data_dir = "data/mnist";
-  std::string loss = "dcgan";     // dcgan | wgan-gp | ragan
+  std::string loss = "dcgan";  // dcgan | wgan-gp | ragan
   int image_size = 32;
   int width = 128;
   int batch = 32;
   int z_dim = 128;
   double lr = 1e-4, beta1 = 0.5, beta2 = 0.999;
-  int64_t iters = 0;   // total iterations; when 0, epochs * batches per epoch
+  int64_t iters = 0;  // total iterations; when 0, epochs * batches per epoch
   int64_t epochs = 0;
   uint64_t seed = 0;
   std::string out_dir = "runs/train";
   double gp_lambda = 10.0;
   // X-GAN guidance of the G step (xai/xai.h; the names parse_xai_method & co. accept).
-  std::string xai = "none";             // none | saliency | inputxgrad | deeplift
+  std::string xai = "none";              // none | saliency | inputxgrad | deeplift
   std::string guidance = "elementwise";  // elementwise | as-coded
   std::string xai_bn = "captum";         // captum | eval
   std::string xai_norm = "batch";        // batch | sample

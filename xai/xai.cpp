@@ -52,10 +52,14 @@ Guidance parse_guidance(const std::string& s) {
 
 const char* xai_method_name(XaiMethod m) {
   switch (m) {
-    case XaiMethod::none: return "none";
-    case XaiMethod::saliency: return "saliency";
-    case XaiMethod::inputxgrad: return "inputxgrad";
-    case XaiMethod::deeplift: return "deeplift";
+    case XaiMethod::none:
+      return "none";
+    case XaiMethod::saliency:
+      return "saliency";
+    case XaiMethod::inputxgrad:
+      return "inputxgrad";
+    case XaiMethod::deeplift:
+      return "deeplift";
   }
   return "?";
 }
@@ -136,8 +140,8 @@ void rescale_multiplier(const T* I, const T* fI, const T* dfI, T* M, int64_t hal
 // DeepLIFT's override: for LeakyReLU (ReLU), Sigmoid and Tanh over a 2N batch, G * multiplier;
 // every other op keeps its own vjp (conv and batch norm are linear in eval mode; in captum mode
 // batch norm's batch statistics are differentiated as captum's autograd did).
-bool deeplift_rule(const Op& op, const std::vector<Tensor>& inputs, const Tensor& G, const std::vector<bool>& need,
-                   std::vector<Tensor>& grads) {
+bool deeplift_rule(const Op& op, const std::vector<Tensor>& inputs, const Tensor& G,
+                   const std::vector<bool>& need, std::vector<Tensor>& grads) {
   const OpId id = op.id();
   if (id != OpId::LeakyRelu && id != OpId::Sigmoid && id != OpId::Tanh) return false;
   const Tensor& in = inputs[0];
@@ -190,7 +194,8 @@ Tensor explain(GanDiscriminator& D, const Tensor& x, XaiMethod method, XaiBatchN
   const bool train = bn == XaiBatchNorm::captum;
   EnableGradGuard eg;
   switch (method) {
-    case XaiMethod::none: throw std::invalid_argument("explain: method 'none' has no explanation map");
+    case XaiMethod::none:
+      throw std::invalid_argument("explain: method 'none' has no explanation map");
     case XaiMethod::saliency: {
       Tensor g = input_gradient(D, x, train);
       NoGradGuard ng;
@@ -201,7 +206,8 @@ Tensor explain(GanDiscriminator& D, const Tensor& x, XaiMethod method, XaiBatchN
       NoGradGuard ng;
       return x.detach() * g;
     }
-    case XaiMethod::deeplift: return explain_deeplift(D, x, train);
+    case XaiMethod::deeplift:
+      return explain_deeplift(D, x, train);
   }
   throw std::invalid_argument("explain: unknown method");
 }

@@ -20,13 +20,13 @@ enum class XaiMethod { none, saliency, inputxgrad, deeplift };
 //           (saliency, input x gradient) or over the 2N batch [x; x0] (DeepLIFT), and D's running
 //           statistics are updated by that forward.
 enum class XaiBatchNorm { eval, captum };
-enum class XaiNorm { batch, sample };         // min-max over the whole batch / over C,H,W of each sample
+enum class XaiNorm { batch, sample };           // min-max over the whole batch / over C,H,W of each sample
 enum class Guidance { elementwise, as_coded };  // E (.) g  /  (sum E) * g
 
-XaiMethod parse_xai_method(const std::string& s);    // none|saliency|inputxgrad|deeplift
-XaiBatchNorm parse_xai_bn(const std::string& s);     // eval|captum
-XaiNorm parse_xai_norm(const std::string& s);        // batch|sample
-Guidance parse_guidance(const std::string& s);       // elementwise|as-coded
+XaiMethod parse_xai_method(const std::string& s);  // none|saliency|inputxgrad|deeplift
+XaiBatchNorm parse_xai_bn(const std::string& s);   // eval|captum
+XaiNorm parse_xai_norm(const std::string& s);      // batch|sample
+Guidance parse_guidance(const std::string& s);     // elementwise|as-coded
 const char* xai_method_name(XaiMethod m);
 
 // The raw explanation maps of D at images x [N, C, H, W] (same shape, no history). Requires

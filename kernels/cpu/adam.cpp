@@ -30,13 +30,13 @@ void adam_loop(T* p, const T* g, T* m, T* v, int64_t n, int64_t step, const Adam
 #pragma omp parallel for schedule(static) if (n >= kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     T grad = g[i];
-    if (decay) grad = grad + wd * p[i];                          // grad.add(param, alpha=wd)
-    const T mi = m[i] * beta1 + one_minus_beta1 * grad;          // mul_(b1).add_(grad, alpha=1-b1)
-    const T vi = v[i] * beta2 + one_minus_beta2 * grad * grad;   // mul_(b2).addcmul_(g, g, value=1-b2)
-    const T denom = std::sqrt(vi) / bc2_sqrt + eps;              // (v.sqrt() / bc2_sqrt).add_(eps)
+    if (decay) grad = grad + wd * p[i];                         // grad.add(param, alpha=wd)
+    const T mi = m[i] * beta1 + one_minus_beta1 * grad;         // mul_(b1).add_(grad, alpha=1-b1)
+    const T vi = v[i] * beta2 + one_minus_beta2 * grad * grad;  // mul_(b2).addcmul_(g, g, value=1-b2)
+    const T denom = std::sqrt(vi) / bc2_sqrt + eps;             // (v.sqrt() / bc2_sqrt).add_(eps)
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] + neg_step_size * mi / denom;                    // addcdiv_(m, denom, value=-step_size)
+    p[i] = p[i] + neg_step_size * mi / denom;  // addcdiv_(m, denom, value=-step_size)
   }
 }
 
@@ -45,7 +45,8 @@ void adam_loop(T* p, const T* g, T* m, T* v, int64_t n, int64_t step, const Adam
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step, const AdamConfig& cfg) {
   auto fail = [&](const std::string& why) { throw std::runtime_error("adam_step: " + why); };
   if (!param.defined() || !grad.defined() || !m.defined() || !v.defined()) fail("undefined tensor");
-  if (param.dtype() != DType::f32 && param.dtype() != DType::f64) fail("parameter must be float32 or float64, got " + param.str());
+  if (param.dtype() != DType::f32 && param.dtype() != DType::f64)
+    fail("parameter must be float32 or float64, got " + param.str());
   const Tensor* operands[] = {&grad, &m, &v};
   for (const Tensor* t : operands)
     if (t->shape() != param.shape() || t->dtype() != param.dtype() || t->device() != param.device())
@@ -53,9 +54,11 @@ void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t 
   if (!param.device().is_cpu()) fail("cpu kernel given " + param.str());
   if (step < 1) fail("step counts from 1, got " + std::to_string(step));
   if (param.dtype() == DType::f32)
-    adam_loop(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), step, cfg);
+    adam_loop(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), step,
+              cfg);
   else
-    adam_loop(param.data<double>(), grad.data<double>(), m.data<double>(), v.data<double>(), param.numel(), step, cfg);
+    adam_loop(param.data<double>(), grad.data<double>(), m.data<double>(), v.data<double>(), param.numel(),
+              step, cfg);
   param.bump_version();
   m.bump_version();
   v.bump_version();

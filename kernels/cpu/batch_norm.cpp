@@ -16,7 +16,6 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
 }
 
-
 // x viewed as [N, C, S]: S = H * W, or 1 for a [N, C] input.
 struct ChannelLayout {
   int64_t N, C, S;
@@ -24,16 +23,15 @@ struct ChannelLayout {
 
 ChannelLayout channel_layout(const Tensor& x, const Tensor& y, const char* op) {
   require(x.dim() >= 2 && y.shape() == x.shape(), op,
-          "expects x of shape [N, C, ...] and an output of the same shape, got x " + x.str() +
-              ", out " + y.str());
+          "expects x of shape [N, C, ...] and an output of the same shape, got x " + x.str() + ", out " +
+              y.str());
   const int64_t N = x.size(0), C = x.size(1);
   return {N, C, N * C > 0 ? x.numel() / (N * C) : 0};
 }
 
 void require_per_channel(const Tensor& t, int64_t C, const char* op, const char* name) {
   require(t.defined() && t.numel() == C, op,
-          std::string(name) + " must have one value per channel (" + std::to_string(C) + "), got " +
-              t.str());
+          std::string(name) + " must have one value per channel (" + std::to_string(C) + "), got " + t.str());
 }
 
 // y = x * scale[c] + shift[c] on every channel.
@@ -46,15 +44,14 @@ void apply_affine(const T* x, const ChannelLayout& l, int64_t c, T scale, T shif
 }
 
 template <class T>
-void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                      double momentum, double eps, Tensor& running_mean, Tensor& running_var) {
+void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, double momentum,
+                      double eps, Tensor& running_mean, Tensor& running_var) {
   const char* op = "batch_norm";
   const ChannelLayout l = channel_layout(x, y, op);
   const int64_t M = l.N * l.S;
   if (M < 2)
-    throw std::runtime_error(
-        "batch_norm: training needs more than one value per channel, got input shape " +
-        shape_str(x.shape()));
+    throw std::runtime_error("batch_norm: training needs more than one value per channel, got input shape " +
+                             shape_str(x.shape()));
   require_per_channel(gamma, l.C, op, "weight");
   require_per_channel(beta, l.C, op, "bias");
   const bool update = running_mean.defined() || running_var.defined();
@@ -127,8 +124,7 @@ void batch_norm_eval(const std::vector<Tensor>& in, Tensor& y, double eps) {
 void BatchNormTrain::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require(in.size() == 3, "batch_norm", "training expects inputs (x, weight, bias)");
   cpu::dispatch_float(out.dtype(), "batch_norm", [&](auto t) {
-    batch_norm_train<decltype(t)>(in[0], in[1], in[2], out, momentum, eps, running_mean,
-                                  running_var);
+    batch_norm_train<decltype(t)>(in[0], in[1], in[2], out, momentum, eps, running_mean, running_var);
   });
 }
 

@@ -35,7 +35,6 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
 }
 
-
 void require_stride_pad(int stride, int pad, const char* op) {
   require(stride >= 1 && pad >= 0, op,
           "needs stride >= 1 and pad >= 0, got stride " + std::to_string(stride) + ", pad " +
@@ -183,8 +182,7 @@ void parallel_product(Dst dst, const A& a, const B& b, bool accumulate) {
 }
 
 int64_t chunk_samples(int64_t n, int64_t per_sample) {
-  return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(per_sample, 1), 1,
-                             std::max<int64_t>(n, 1));
+  return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(n, 1));
 }
 
 // Between [nb][rows][cols] (a chunk of NCHW samples) and [rows][nb * cols] (the GEMM's layout).
@@ -216,8 +214,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
   T* yd = y.data<T>();
   const ConstMap<T> wm(w.data<T>(), Co, K);
   if (g.dense()) {
-    parallel_product(Eigen::Map<RowMat<T>>(yd, N, Co), ConstMap<T>(xd, N, K), wm.transpose(),
-                     false);
+    parallel_product(Eigen::Map<RowMat<T>>(yd, N, Co), ConstMap<T>(xd, N, K), wm.transpose(), false);
     return;
   }
   const int64_t B = chunk_samples(N, K * P);
@@ -236,8 +233,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
 
 template <class T>
 void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
-  require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv_transpose2d",
-          "expects 4-D x, w and output");
+  require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv_transpose2d", "expects 4-D x, w and output");
   const int64_t N = x.size(0), Ci = x.size(1);
   // The conv2d this is the adjoint of: y is its image, x its output grid.
   const ConvGeometry g{w.size(1), y.size(2), y.size(3), w.size(2), w.size(3),
@@ -261,8 +257,8 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, i
       samples_to_wide(xs, nb, Ci, P, wide.data());
       xs = wide.data();
     }
-    parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(),
-                     ConstMap<T>(xs, Ci, ld), false);
+    parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(), ConstMap<T>(xs, Ci, ld),
+                     false);
     for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
       columns_to_image(col.data() + b * P, ld, g, scratch, yd + (n0 + b) * image);
     });
@@ -301,8 +297,7 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
       samples_to_wide(dys, nb, Co, P, wide.data());
       dys = wide.data();
     }
-    parallel_product(dwm, ConstMap<T>(dys, Co, ld), ConstMap<T>(col.data(), K, ld).transpose(),
-                     true);
+    parallel_product(dwm, ConstMap<T>(dys, Co, ld), ConstMap<T>(col.data(), K, ld).transpose(), true);
   }
 }
 
@@ -312,14 +307,14 @@ void Conv2d::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_stride_pad(stride, pad, "conv2d");
   require(in.size() == 2, "conv2d", "expects inputs (x, w)");
   cpu::dispatch_float(out.dtype(), "conv2d",
-                 [&](auto t) { conv2d<decltype(t)>(in[0], in[1], out, stride, pad); });
+                      [&](auto t) { conv2d<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 
 void ConvTranspose2d::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_stride_pad(stride, pad, "conv_transpose2d");
   require(in.size() == 2, "conv_transpose2d", "expects inputs (x, w)");
   cpu::dispatch_float(out.dtype(), "conv_transpose2d",
-                 [&](auto t) { conv_transpose2d<decltype(t)>(in[0], in[1], out, stride, pad); });
+                      [&](auto t) { conv_transpose2d<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 
 void Conv2dWeightGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
@@ -328,7 +323,7 @@ void Conv2dWeightGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require(out.dim() == 4 && out.size(2) == kh && out.size(3) == kw, "conv2d_weight_grad",
           "output " + out.str() + " does not match the kernel size");
   cpu::dispatch_float(out.dtype(), "conv2d_weight_grad",
-                 [&](auto t) { conv2d_weight_grad<decltype(t)>(in[0], in[1], out, stride, pad); });
+                      [&](auto t) { conv2d_weight_grad<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
 
 }  // namespace xgan

@@ -12,9 +12,14 @@ namespace xgan::cpu {
 template <class F>
 void dispatch_float(DType dt, const char* op, F&& f) {
   switch (dt) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    default: throw std::runtime_error(std::string(op) + ": unsupported dtype " + dtype_name(dt));
+    case DType::f32:
+      f(float{});
+      return;
+    case DType::f64:
+      f(double{});
+      return;
+    default:
+      throw std::runtime_error(std::string(op) + ": unsupported dtype " + dtype_name(dt));
   }
 }
 

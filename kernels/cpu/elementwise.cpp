@@ -53,26 +53,26 @@ void unary_kernel(const Tensor& x, Tensor& out, F f) {
 
 }  // namespace
 
-#define XGAN_BINARY_CPU(Class, expr)                                                     \
-  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {                     \
-    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {                                \
-      using T = decltype(t);                                                              \
-      binary_kernel<T>(in[0], in[1], out, [](T a, T b) { return expr; });                 \
-    });                                                                                   \
+#define XGAN_BINARY_CPU(Class, expr)                                      \
+  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {      \
+    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {                \
+      using T = decltype(t);                                              \
+      binary_kernel<T>(in[0], in[1], out, [](T a, T b) { return expr; }); \
+    });                                                                   \
   }
 XGAN_BINARY_CPU(Add, a + b)
 XGAN_BINARY_CPU(Sub, a - b)
-XGAN_BINARY_CPU(Mul, a * b)
+XGAN_BINARY_CPU(Mul, a* b)
 XGAN_BINARY_CPU(Div, a / b)
 XGAN_BINARY_CPU(Equal, a == b ? T(1) : T(0))
 #undef XGAN_BINARY_CPU
 
-#define XGAN_UNARY_CPU(Class, expr)                                                      \
-  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {                     \
-    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {                                \
-      using T = decltype(t);                                                              \
-      unary_kernel<T>(in[0], out, [&](T x) -> T { return expr; });                        \
-    });                                                                                   \
+#define XGAN_UNARY_CPU(Class, expr)                                  \
+  void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) { \
+    cpu::dispatch_float(out.dtype(), name(), [&](auto t) {           \
+      using T = decltype(t);                                         \
+      unary_kernel<T>(in[0], out, [&](T x) -> T { return expr; });   \
+    });                                                              \
   }
 XGAN_UNARY_CPU(Neg, -x)
 XGAN_UNARY_CPU(Exp, std::exp(x))
@@ -159,7 +159,8 @@ void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, I
 void Sum::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
     using T = decltype(t);
-    reduce_kernel<T, double>(in[0], dims, out, [] { return 0.0; }, [](double a, double v) { return a + v; });
+    reduce_kernel<T, double>(
+        in[0], dims, out, [] { return 0.0; }, [](double a, double v) { return a + v; });
   });
 }
 
@@ -167,8 +168,9 @@ void Max::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
     using T = decltype(t);
     // NaN propagates, as in torch.amax.
-    reduce_kernel<T, T>(in[0], dims, out, [] { return -std::numeric_limits<T>::infinity(); },
-                        [](T a, T v) { return (v > a || std::isnan(v)) && !std::isnan(a) ? v : a; });
+    reduce_kernel<T, T>(
+        in[0], dims, out, [] { return -std::numeric_limits<T>::infinity(); },
+        [](T a, T v) { return (v > a || std::isnan(v)) && !std::isnan(a) ? v : a; });
   });
 }
 
@@ -177,9 +179,15 @@ namespace cpu {
 void fill(Tensor& t, double value) {
   const int64_t n = t.numel();
   switch (t.dtype()) {
-    case DType::f32: std::fill_n(t.data<float>(), n, static_cast<float>(value)); break;
-    case DType::f64: std::fill_n(t.data<double>(), n, value); break;
-    case DType::i64: std::fill_n(t.data<int64_t>(), n, static_cast<int64_t>(value)); break;
+    case DType::f32:
+      std::fill_n(t.data<float>(), n, static_cast<float>(value));
+      break;
+    case DType::f64:
+      std::fill_n(t.data<double>(), n, value);
+      break;
+    case DType::i64:
+      std::fill_n(t.data<int64_t>(), n, static_cast<int64_t>(value));
+      break;
   }
   t.bump_version();
 }
@@ -192,9 +200,15 @@ void cast_loop(const S* s, D* d, int64_t n) {
 template <class S>
 void cast_from(const S* s, Tensor& dst, int64_t n) {
   switch (dst.dtype()) {
-    case DType::f32: cast_loop(s, dst.data<float>(), n); break;
-    case DType::f64: cast_loop(s, dst.data<double>(), n); break;
-    case DType::i64: cast_loop(s, dst.data<int64_t>(), n); break;
+    case DType::f32:
+      cast_loop(s, dst.data<float>(), n);
+      break;
+    case DType::f64:
+      cast_loop(s, dst.data<double>(), n);
+      break;
+    case DType::i64:
+      cast_loop(s, dst.data<int64_t>(), n);
+      break;
   }
 }
 }  // namespace
@@ -203,9 +217,15 @@ void cast(const Tensor& src, Tensor& dst) {
   if (src.numel() != dst.numel()) throw std::runtime_error("cast: " + src.str() + " to " + dst.str());
   const int64_t n = src.numel();
   switch (src.dtype()) {
-    case DType::f32: cast_from(src.data<float>(), dst, n); break;
-    case DType::f64: cast_from(src.data<double>(), dst, n); break;
-    case DType::i64: cast_from(src.data<int64_t>(), dst, n); break;
+    case DType::f32:
+      cast_from(src.data<float>(), dst, n);
+      break;
+    case DType::f64:
+      cast_from(src.data<double>(), dst, n);
+      break;
+    case DType::i64:
+      cast_from(src.data<int64_t>(), dst, n);
+      break;
   }
   dst.bump_version();
 }

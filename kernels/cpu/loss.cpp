@@ -13,7 +13,6 @@
 namespace xgan {
 namespace {
 
-
 void require_pair(const std::vector<Tensor>& in, const Tensor& out, const char* op) {
   if (in.size() != 2 || in[0].numel() != in[1].numel() || out.numel() != 1)
     throw std::runtime_error(std::string(op) +
@@ -30,8 +29,7 @@ void binary_cross_entropy(const Tensor& p, const Tensor& t, Tensor& out) {
     const double pi = pd[i], ti = td[i];
     // PyTorch rejects these too; a NaN probability would otherwise pass silently into the loss.
     if (!(pi >= 0 && pi <= 1))
-      throw std::runtime_error("binary_cross_entropy: input " + std::to_string(pi) +
-                               " is not in [0, 1]");
+      throw std::runtime_error("binary_cross_entropy: input " + std::to_string(pi) + " is not in [0, 1]");
     // log1p(-p) is log(1 - p) without the rounding of 1 - p near p = 0.
     sum -= ti * std::max(std::log(pi), -100.0) + (1 - ti) * std::max(std::log1p(-pi), -100.0);
   }
@@ -58,13 +56,13 @@ void bce_with_logits(const Tensor& x, const Tensor& t, Tensor& out) {
 void BinaryCrossEntropy::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_pair(in, out, "binary_cross_entropy");
   cpu::dispatch_float(out.dtype(), "binary_cross_entropy",
-                 [&](auto t) { binary_cross_entropy<decltype(t)>(in[0], in[1], out); });
+                      [&](auto t) { binary_cross_entropy<decltype(t)>(in[0], in[1], out); });
 }
 
 void BceWithLogits::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   require_pair(in, out, "binary_cross_entropy_with_logits");
   cpu::dispatch_float(out.dtype(), "binary_cross_entropy_with_logits",
-                 [&](auto t) { bce_with_logits<decltype(t)>(in[0], in[1], out); });
+                      [&](auto t) { bce_with_logits<decltype(t)>(in[0], in[1], out); });
 }
 
 }  // namespace xgan

@@ -28,7 +28,8 @@ void check_target(const Tensor& t, const char* what) {
 
 // low + (high - low) * u in double, rounded to T. Rounding can carry a value just under `high` up
 // to `high` itself; such values become the largest T below `high`, so the interval stays [low, high).
-template <class T> T map_uniform(double u, double low, double high) {
+template <class T>
+T map_uniform(double u, double low, double high) {
   const T v = static_cast<T>(low + (high - low) * u);
   if (static_cast<double>(v) >= high && low < high)
     return std::nextafter(static_cast<T>(high), -std::numeric_limits<T>::infinity());
@@ -73,7 +74,8 @@ void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, doubl
     double* out = t.data<double>();
     for_each_block(n, 2, seed, offset, [&](const std::array<uint32_t, 4>& w, int64_t i0, int m) {
       for (int j = 0; j < m; ++j) {
-        const double u = (static_cast<double>(w[2 * j] >> 5) * 0x1p26 + static_cast<double>(w[2 * j + 1] >> 6)) * 0x1p-53;
+        const double u =
+            (static_cast<double>(w[2 * j] >> 5) * 0x1p26 + static_cast<double>(w[2 * j + 1] >> 6)) * 0x1p-53;
         out[i0 + j] = map_uniform<double>(u, low, high);
       }
     });
@@ -83,18 +85,21 @@ void random_uniform(Tensor& t, uint64_t seed, uint64_t offset, double low, doubl
 void random_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev) {
   check_target(t, "random_normal");
   if (!std::isfinite(mean) || !std::isfinite(stddev) || stddev < 0)
-    throw std::runtime_error("random_normal: needs finite mean and stddev >= 0, got mean " + std::to_string(mean) +
-                             ", stddev " + std::to_string(stddev));
+    throw std::runtime_error("random_normal: needs finite mean and stddev >= 0, got mean " +
+                             std::to_string(mean) + ", stddev " + std::to_string(stddev));
   const int64_t n = t.numel();
   // mean + stddev * z is formed in double and rounded once to the tensor's dtype.
   auto draw = [&](auto* out) {
     for_each_block(n, 2, seed, offset, [&](const std::array<uint32_t, 4>& w, int64_t i0, int m) {
       using T = std::remove_reference_t<decltype(*out)>;
-      for (int j = 0; j < m; ++j) out[i0 + j] = static_cast<T>(mean + stddev * box_muller(w[2 * j], w[2 * j + 1]));
+      for (int j = 0; j < m; ++j)
+        out[i0 + j] = static_cast<T>(mean + stddev * box_muller(w[2 * j], w[2 * j + 1]));
     });
   };
-  if (t.dtype() == DType::f32) draw(t.data<float>());
-  else draw(t.data<double>());
+  if (t.dtype() == DType::f32)
+    draw(t.data<float>());
+  else
+    draw(t.data<double>());
 }
 
 }  // namespace xgan::cpu

@@ -14,7 +14,6 @@
 namespace xgan {
 namespace {
 
-
 // Output position d along one axis reads w0 * in[i0] + w1 * in[i1].
 template <class T>
 struct Tap {
@@ -52,11 +51,9 @@ struct Planes {
 Planes planes_of(const Tensor& small, const Tensor& large, const char* op) {
   if (small.dim() != 4 || large.dim() != 4 || small.size(0) != large.size(0) ||
       small.size(1) != large.size(1))
-    throw std::runtime_error(std::string(op) +
-                             ": expects [N, C, H, W] tensors with equal N, C, got " + small.str() +
-                             " and " + large.str());
-  return {small.size(0) * small.size(1), small.size(2), small.size(3), large.size(2),
-          large.size(3)};
+    throw std::runtime_error(std::string(op) + ": expects [N, C, H, W] tensors with equal N, C, got " +
+                             small.str() + " and " + large.str());
+  return {small.size(0) * small.size(1), small.size(2), small.size(3), large.size(2), large.size(3)};
 }
 
 template <class T>
@@ -118,13 +115,14 @@ void resize_bilinear_grad(const Tensor& g, Tensor& dx) {
 
 void ResizeBilinear::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   if (in.size() != 1) throw std::runtime_error("resize_bilinear: expects one input");
-  cpu::dispatch_float(out.dtype(), "resize_bilinear", [&](auto t) { resize_bilinear<decltype(t)>(in[0], out); });
+  cpu::dispatch_float(out.dtype(), "resize_bilinear",
+                      [&](auto t) { resize_bilinear<decltype(t)>(in[0], out); });
 }
 
 void ResizeBilinearGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   if (in.size() != 1) throw std::runtime_error("resize_bilinear_grad: expects one input");
   cpu::dispatch_float(out.dtype(), "resize_bilinear_grad",
-                 [&](auto t) { resize_bilinear_grad<decltype(t)>(in[0], out); });
+                      [&](auto t) { resize_bilinear_grad<decltype(t)>(in[0], out); });
 }
 
 }  // namespace xgan

@@ -60,7 +60,8 @@ void xai_guidance_impl(const Tensor& map, const Tensor& g, bool per_sample, bool
 
 }  // namespace
 
-void xai_guidance(const Tensor& map, const Tensor& g, bool per_sample, bool as_coded, Tensor& E, Tensor& guided) {
+void xai_guidance(const Tensor& map, const Tensor& g, bool per_sample, bool as_coded, Tensor& E,
+                  Tensor& guided) {
   if (map.shape() != g.shape() || E.shape() != map.shape() || guided.shape() != map.shape())
     throw std::invalid_argument("xai_guidance: map " + map.str() + ", g " + g.str() + ", E " + E.str() +
                                 " and guided " + guided.str() + " must have one shape");

@@ -62,9 +62,15 @@ void fill(Tensor& t, double value) {
   const int64_t n = t.numel();
   if (n == 0) return;
   switch (t.dtype()) {
-    case DType::f32: fill_kernel<<<grid_for(n), kBlock>>>(t.data<float>(), n, static_cast<float>(value)); break;
-    case DType::f64: fill_kernel<<<grid_for(n), kBlock>>>(t.data<double>(), n, value); break;
-    case DType::i64: fill_kernel<<<grid_for(n), kBlock>>>(t.data<int64_t>(), n, static_cast<int64_t>(value)); break;
+    case DType::f32:
+      fill_kernel<<<grid_for(n), kBlock>>>(t.data<float>(), n, static_cast<float>(value));
+      break;
+    case DType::f64:
+      fill_kernel<<<grid_for(n), kBlock>>>(t.data<double>(), n, value);
+      break;
+    case DType::i64:
+      fill_kernel<<<grid_for(n), kBlock>>>(t.data<int64_t>(), n, static_cast<int64_t>(value));
+      break;
   }
   XGAN_CUDA_CHECK(cudaGetLastError());
   t.bump_version();

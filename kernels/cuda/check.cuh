@@ -6,10 +6,10 @@
 #include <stdexcept>
 #include <string>
 
-#define XGAN_CUDA_CHECK(expr)                                                                   \
-  do {                                                                                          \
-    cudaError_t xgan_err_ = (expr);                                                             \
-    if (xgan_err_ != cudaSuccess)                                                               \
-      throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(xgan_err_) +    \
-                               " in " #expr " at " __FILE__ ":" + std::to_string(__LINE__));    \
+#define XGAN_CUDA_CHECK(expr)                                                                \
+  do {                                                                                       \
+    cudaError_t xgan_err_ = (expr);                                                          \
+    if (xgan_err_ != cudaSuccess)                                                            \
+      throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(xgan_err_) + \
+                               " in " #expr " at " __FILE__ ":" + std::to_string(__LINE__)); \
   } while (0)

@@ -9,7 +9,9 @@
 namespace xgan {
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
-  throw std::runtime_error(std::string(what) + ": xgan was built without CUDA (configure with -DXGAN_CUDA=ON on a machine with nvcc)");
+  throw std::runtime_error(
+      std::string(what) +
+      ": xgan was built without CUDA (configure with -DXGAN_CUDA=ON on a machine with nvcc)");
 }
 }  // namespace
 
