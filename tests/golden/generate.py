@@ -11,36 +11,14 @@
 # float64 variants allow a tight comparison (only summation order differs); float32 variants are
 # the dtype training runs in. Every case reseeds, so adding a case never changes the others.
 
-import json
 import os
-import struct
 
 import torch
 import torch.nn.functional as F
 
+from st_io import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.int64: "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """The safetensors layout: u64-LE header length, JSON header (space-padded to a multiple of
-    8), then the tensors' little-endian bytes back to back in header order."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        blob = t.numpy().astype(t.numpy().dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 class Case:

@@ -8,34 +8,14 @@
 # replays every "*.in" key); "scale.u8" [256] and
 # "scale.x" [256]. Deterministic (fixed seed); commit the output.
 
-import json
 import os
-import struct
 
 import numpy as np
 from PIL import Image
 
+from st_io import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def write_safetensors(path, tensors):
-    """u64-LE header length, JSON header (space-padded to a multiple of 8), then the float32
-    little-endian data back to back in header order."""
-    header, blobs, offset = {}, [], 0
-    for name, a in tensors.items():
-        blob = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = {"source": "PIL %s Image.resize BILINEAR, mode L" % Image.__version__}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def pil_resize(img, out_h, out_w):
@@ -77,7 +57,8 @@ def main():
     tensors["scale.x"] = x
 
     path = os.path.join(HERE, "resize_u8.safetensors")
-    write_safetensors(path, tensors)
+    write_safetensors(path, {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()},
+                      {"source": "PIL %s Image.resize BILINEAR, mode L" % Image.__version__})
     print("wrote %s (%d bytes)" % (path, os.path.getsize(path)))
 
 

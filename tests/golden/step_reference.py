@@ -31,6 +31,8 @@ import sys
 
 import numpy as np
 
+from st_io import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NP_OF = {"F64": np.float64, "F32": np.float32, "I64": np.int64}
 
@@ -49,25 +51,6 @@ CASES = [
 
 
 # ---- safetensors: u64-LE header length, JSON header, little-endian data back to back ----------
-
-def write_safetensors(path, arrays, metadata):
-    header, blobs, offset = {}, [], 0
-    for name, a in arrays.items():
-        a = np.array(a, order="C")  # (np.ascontiguousarray would turn a 0-d scalar into [1])
-        code = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}[a.dtype]
-        blob = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
 
 def read_safetensors(path):
     with open(path, "rb") as f:
