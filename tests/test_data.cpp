@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "temp_dir.h"
 #include "train/data.h"
 
 #ifndef XGAN_GOLDEN_DIR
@@ -34,21 +35,7 @@ using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-struct TempDir {
-  TempDir() {
-    static int counter = 0;
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("xgan_test_data_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-  fs::path dir;
-};
+using TempDir = xgan::test::TempDir;
 
 void write_bytes(const std::string& path, const Bytes& bytes) {
   fs::create_directories(fs::path(path).parent_path());

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using xgan::DType;
@@ -26,29 +27,7 @@ using xgan::Tensor;
 
 namespace {
 
-// A fresh directory per test under the system temp directory, removed afterwards.
-struct TempDir {
-  TempDir() {
-    static int counter = 0;
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("xgan_test_safetensors_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-  // Names of everything in the directory, to catch leftover temp files.
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir;
-};
+using TempDir = xgan::test::TempDir;
 
 std::string le64(uint64_t v) {
   std::string s(8, '\0');
