@@ -222,31 +222,7 @@ Run add_step(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "float64"}));
   sub->add_option("--device", args->device, "Where to run: cpu, or cuda / cuda:N in a CUDA build")
       ->capture_default_str();
-  sub->add_option(
-         "--xai", args->xai,
-         "X-GAN guidance of the G step: explain D on the fakes (target sum_i D(fake_i), after the\n"
-         "sigmoid for dcgan) with saliency |dT/dx|, inputxgrad x*dT/dx or deeplift (rescale rule,\n"
-         "zero baseline), normalise the map to E in [1, 2] and weight dLdimg with it; none = plain GAN")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift"}));
-  sub->add_option(
-         "--guidance", args->guidance,
-         "How E weights dLdimg: elementwise (the paper's text: E * dLdimg) or as-coded (the authors'\n"
-         "code, (errG * E).backward(ones): (sum of E over the batch) * dLdimg)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"elementwise", "as-coded"}));
-  sub->add_option(
-         "--xai-bn", args->xai_bn,
-         "D's batch norm while explaining: captum (train mode as the authors' captum call: batch\n"
-         "statistics over the N fakes, or the 2N batch [fakes; zeros] for deeplift, and D's running\n"
-         "statistics are updated) or eval (running statistics, nothing updated)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"eval", "captum"}));
-  sub->add_option("--xai-norm", args->xai_norm,
-                  "Min-max normalisation of the map: batch (over the whole batch tensor, the authors') or\n"
-                  "sample (over C, H, W of each image); a constant map gives E = 1")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"batch", "sample"}));
+  add_xai_options(sub, args->xai, args->guidance, args->xai_bn, args->xai_norm);
   sub->footer(
       "Adam starts fresh (lr 1e-4, betas (0.5, 0.999)) for both nets. Batch-norm statistics update in the\n"
       "authors' order: D step G(z_d), D(real), D(fake), D(x_hat); G step G(z_g), D(fake), D(real) for "

@@ -113,29 +113,7 @@ Run add_train(CLI::App& app) {
                   "Weight of WGAN-GP's gradient penalty (the authors' code effectively used 1)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  sub->add_option(
-         "--xai", cfg->xai,
-         "X-GAN: guide each G step with an explanation of D on the fakes: saliency |dT/dx|, inputxgrad\n"
-         "x*dT/dx or deeplift (rescale rule, zero baseline), T = sum_i D(fake_i); the map, normalised to\n"
-         "E in [1, 2], weights dloss_G/dfake before it flows into G. none = plain GAN")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift"}));
-  sub->add_option("--guidance", cfg->guidance,
-                  "How E weights the generator's image gradient g: elementwise (the paper's text, E * g) or\n"
-                  "as-coded (the authors' code, which reduces to (sum of E over the batch) * g)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"elementwise", "as-coded"}));
-  sub->add_option(
-         "--xai-bn", cfg->xai_bn,
-         "D's batch norm while explaining: captum (train mode, as the authors' captum call; updates D's\n"
-         "running statistics) or eval (running statistics, nothing updated)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"eval", "captum"}));
-  sub->add_option(
-         "--xai-norm", cfg->xai_norm,
-         "Min-max normalisation of the map: batch (whole batch tensor, the authors') or sample (per image)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"batch", "sample"}));
+  add_xai_options(sub, cfg->xai, cfg->guidance, cfg->xai_bn, cfg->xai_norm);
   sub->add_option("--log-every", cfg->log_every,
                   "Append a line to log.jsonl (iteration, epoch, loss_D, loss_G, gp, ms_per_iter, data_ms)\n"
                   "and print progress every N iterations")

@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace xgan::cli {
 
@@ -12,5 +13,10 @@ Run add_train(CLI::App& app);    // train/cmd_train.cpp: xgan train
 Run add_sample(CLI::App& app);   // train/cmd_train.cpp: xgan sample
 Run add_step(CLI::App& app);     // train/cmd_step.cpp: xgan step
 Run add_explain(CLI::App& app);  // train/cmd_explain.cpp: xgan explain
+
+// The four X-GAN guidance options shared by `train` and `step` (train/cli_xai.cpp): their names,
+// valid values and help; the defaults are whatever the strings hold when this is called.
+void add_xai_options(CLI::App* sub, std::string& xai, std::string& guidance, std::string& xai_bn,
+                     std::string& xai_norm);
 
 }  // namespace xgan::cli
