@@ -11,6 +11,14 @@
 
 namespace xgan {
 
+// Zero padding of a 2-D window op, rows and columns; an int gives both (Inception's 1x7 and 7x1
+// convolutions pad one side only).
+struct Pad2d {
+  int h = 0, w = 0;
+  Pad2d(int p = 0) : h(p), w(p) {}  // NOLINT: implicit, so conv2d(x, w, 2, 1) reads like PyTorch
+  Pad2d(int ph, int pw) : h(ph), w(pw) {}
+};
+
 enum class OpId : uint16_t {
 #define XGAN_OP(Class, name) Class,
 #include "engine/ops.def"
@@ -18,7 +26,7 @@ enum class OpId : uint16_t {
 };
 inline constexpr int kOpCount = static_cast<int>(OpId::kCount);
 // Grows with every line of ops.def: update the op tables in tests/ (and this number) with it.
-static_assert(kOpCount == 29, "ops.def changed: update tests/test_gradcheck.cpp and this count");
+static_assert(kOpCount == 37, "ops.def changed: update tests/test_gradcheck.cpp and this count");
 
 const char* op_name(OpId id);
 

@@ -322,22 +322,22 @@ Tensor min(const Tensor& x, std::vector<int> dims, bool keepdim) { return neg(ma
 
 // ---------------------------------------------------------------- convolutions
 namespace {
-void check_conv(const char* op, const Tensor& x, const Tensor& w, int stride, int pad) {
+void check_conv(const char* op, const Tensor& x, const Tensor& w, int stride, Pad2d pad) {
   if (x.dim() != 4) fail(op, "input must be [N, C, H, W], got " + x.str());
   if (w.dim() != 4) fail(op, "weight must be 4-d, got " + w.str());
-  if (stride < 1 || pad < 0) fail(op, "stride must be >= 1 and padding >= 0");
+  if (stride < 1 || pad.h < 0 || pad.w < 0) fail(op, "stride must be >= 1 and padding >= 0");
 }
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, int stride, int pad) {
+Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Pad2d pad) {
   check_conv("conv2d", x, w, stride, pad);
   if (x.size(1) != w.size(1))
     fail("conv2d", "input " + x.str() + " has " + std::to_string(x.size(1)) + " channels but weight " +
                        w.str() + " expects " + std::to_string(w.size(1)));
-  int64_t oh = (x.size(2) + 2 * pad - w.size(2)) / stride + 1;
-  int64_t ow = (x.size(3) + 2 * pad - w.size(3)) / stride + 1;
-  if (x.size(2) + 2 * pad < w.size(2) || x.size(3) + 2 * pad < w.size(3))
+  if (x.size(2) + 2 * pad.h < w.size(2) || x.size(3) + 2 * pad.w < w.size(3))
     fail("conv2d", "kernel " + shape_str(w.shape()) + " larger than padded input " + x.str());
+  int64_t oh = (x.size(2) + 2 * pad.h - w.size(2)) / stride + 1;
+  int64_t ow = (x.size(3) + 2 * pad.w - w.size(3)) / stride + 1;
   return apply(std::make_shared<Conv2d>(stride, pad), {x, w}, {x.size(0), w.size(0), oh, ow});
 }
 std::vector<Tensor> Conv2d::vjp(const std::vector<Tensor>& in, const Tensor& g,
@@ -349,14 +349,14 @@ std::vector<Tensor> Conv2d::vjp(const std::vector<Tensor>& in, const Tensor& g,
   return {gx, gw};
 }
 
-Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, int pad,
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Pad2d pad,
                         std::optional<std::pair<int64_t, int64_t>> out_hw) {
   check_conv("conv_transpose2d", x, w, stride, pad);
   if (x.size(1) != w.size(0))
     fail("conv_transpose2d", "input " + x.str() + " has " + std::to_string(x.size(1)) +
                                  " channels but weight " + w.str() + " expects " + std::to_string(w.size(0)));
-  int64_t oh = (x.size(2) - 1) * stride - 2 * pad + w.size(2);
-  int64_t ow = (x.size(3) - 1) * stride - 2 * pad + w.size(3);
+  int64_t oh = (x.size(2) - 1) * stride - 2 * pad.h + w.size(2);
+  int64_t ow = (x.size(3) - 1) * stride - 2 * pad.w + w.size(3);
   if (out_hw) {
     // Any size whose conv2d maps back to x's size is valid (PyTorch's output_padding < stride).
     auto [h, wd] = *out_hw;
@@ -380,12 +380,12 @@ std::vector<Tensor> ConvTranspose2d::vjp(const std::vector<Tensor>& in, const Te
   return {gx, gw};
 }
 
-Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, int64_t kh, int64_t kw, int stride, int pad) {
+Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, int64_t kh, int64_t kw, int stride, Pad2d pad) {
   check_conv("conv2d_weight_grad", x, dy, stride, pad);
   if (x.size(0) != dy.size(0))
     fail("conv2d_weight_grad", "batch sizes differ: " + x.str() + " and " + dy.str());
-  if ((x.size(2) + 2 * pad - kh) / stride + 1 != dy.size(2) ||
-      (x.size(3) + 2 * pad - kw) / stride + 1 != dy.size(3))
+  if ((x.size(2) + 2 * pad.h - kh) / stride + 1 != dy.size(2) ||
+      (x.size(3) + 2 * pad.w - kw) / stride + 1 != dy.size(3))
     fail("conv2d_weight_grad", "upstream " + dy.str() + " does not match input " + x.str());
   return apply(std::make_shared<Conv2dWeightGrad>(stride, pad, kh, kw), {x, dy},
                {dy.size(1), x.size(1), kh, kw});

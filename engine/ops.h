@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "engine/op.h"
 #include "engine/tensor.h"
 
 namespace xgan {
@@ -64,11 +65,11 @@ Tensor min(const Tensor& x);
 Tensor min(const Tensor& x, std::vector<int> dims, bool keepdim = false);
 
 // Convolutions (see engine/primitives.h for shapes).
-Tensor conv2d(const Tensor& x, const Tensor& w, int stride = 1, int pad = 0);
+Tensor conv2d(const Tensor& x, const Tensor& w, int stride = 1, Pad2d pad = 0);
 // out_hw: the output's (H, W); default (H - 1) * stride - 2 pad + k.
-Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride = 1, int pad = 0,
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride = 1, Pad2d pad = 0,
                         std::optional<std::pair<int64_t, int64_t>> out_hw = std::nullopt);
-Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, int64_t kh, int64_t kw, int stride, int pad);
+Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, int64_t kh, int64_t kw, int stride, Pad2d pad);
 
 // Batch norm. training: batch statistics, and running_mean/var (if defined) updated in place.
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
@@ -80,5 +81,21 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& target);
 
 Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor resize_bilinear_grad(const Tensor& g, int64_t in_h, int64_t in_w);
+
+// Metrics ops (engine/primitives.h). Pooling on [N, C, H, W]; stride defaults to the kernel size.
+Tensor max_pool2d(const Tensor& x, int kernel, int stride = 0, Pad2d pad = 0);
+Tensor max_pool2d_select(const Tensor& x, const Tensor& t, int kernel, int stride, Pad2d pad);
+Tensor max_pool2d_grad(const Tensor& x, const Tensor& g, int kernel, int stride, Pad2d pad);
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride = 0, Pad2d pad = 0,
+                  bool count_include_pad = true);
+Tensor avg_pool2d_grad(const Tensor& g, int kernel, int stride, Pad2d pad, bool count_include_pad,
+                       int64_t in_h, int64_t in_w);
+Tensor concat(const std::vector<Tensor>& xs, int dim);  // dim may be negative
+Tensor slice(const Tensor& x, int dim, int64_t start, int64_t length);
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// x[N, in] @ w[out, in]^T (+ bias[out] when defined), like torch.nn.Linear.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+Tensor softmax(const Tensor& x, int dim);
+Tensor log_softmax(const Tensor& x, int dim);  // x - logsumexp, composed of engine ops
 
 }  // namespace xgan

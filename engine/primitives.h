@@ -97,26 +97,29 @@ struct Max : Op {
   XGAN_OP_BODY(Max)
 };
 
-// Convolutions on NCHW, square stride and padding, no bias, no dilation, one group.
-// conv2d: in (x[N,Ci,H,W], w[Co,Ci,kh,kw]) -> y[N,Co,OH,OW], OH = (H + 2p - kh) / s + 1.
+// Convolutions on NCHW, square stride, padding pad.h rows and pad.w columns, no bias, no dilation,
+// one group. conv2d: in (x[N,Ci,H,W], w[Co,Ci,kh,kw]) -> y[N,Co,OH,OW], OH = (H + 2 pad.h - kh) / s + 1.
 struct Conv2d : Op {
-  Conv2d(int s, int p) : stride(s), pad(p) {}
-  int stride, pad;
+  Conv2d(int s, Pad2d p) : stride(s), pad(p) {}
+  int stride;
+  Pad2d pad;
   XGAN_OP_BODY(Conv2d)
 };
 // conv_transpose2d: in (x[N,Ci,H,W], w[Ci,Co,kh,kw]) -> y[N,Co,OH,OW], the adjoint of conv2d;
-// OH = (H - 1) * s - 2p + kh + output padding, fixed by out_h/out_w.
+// OH = (H - 1) * s - 2 pad.h + kh + output padding, fixed by out_h/out_w.
 struct ConvTranspose2d : Op {
-  ConvTranspose2d(int s, int p, int64_t oh, int64_t ow) : stride(s), pad(p), out_h(oh), out_w(ow) {}
-  int stride, pad;
+  ConvTranspose2d(int s, Pad2d p, int64_t oh, int64_t ow) : stride(s), pad(p), out_h(oh), out_w(ow) {}
+  int stride;
+  Pad2d pad;
   int64_t out_h, out_w;
   XGAN_OP_BODY(ConvTranspose2d)
 };
 // conv2d_weight_grad: in (x[N,Ci,H,W], dy[N,Co,OH,OW]) -> dw[Co,Ci,kh,kw], the weight gradient
 // of conv2d(x, w) for upstream dy.
 struct Conv2dWeightGrad : Op {
-  Conv2dWeightGrad(int s, int p, int64_t h, int64_t w) : stride(s), pad(p), kh(h), kw(w) {}
-  int stride, pad;
+  Conv2dWeightGrad(int s, Pad2d p, int64_t h, int64_t w) : stride(s), pad(p), kh(h), kw(w) {}
+  int stride;
+  Pad2d pad;
   int64_t kh, kw;
   XGAN_OP_BODY(Conv2dWeightGrad)
 };
@@ -160,6 +163,71 @@ struct ResizeBilinearGrad : Op {
   ResizeBilinearGrad(int64_t h, int64_t w) : in_h(h), in_w(w) {}
   int64_t in_h, in_w;
   XGAN_OP_BODY(ResizeBilinearGrad)
+};
+
+// ------------------------------------------------------------- metrics ops
+// Pooling windows: k x k, square stride, padding pad (rows, columns); OH = (H + 2 pad.h - k) / s + 1.
+// max_pool2d(x) is MaxPool2d on (x, x): the op reads, for each window, the value of its second
+// input at the position where its first input is largest (the first such position in row-major
+// window order; padding never wins, as PyTorch pads with -inf). Splitting "where" from "what"
+// makes the pair MaxPool2d/MaxPool2dGrad closed under differentiation: each is linear in its
+// second input, piecewise constant in its first, and each one's vjp is the other.
+struct MaxPool2d : Op {
+  MaxPool2d(int k, int s, Pad2d p) : kernel(k), stride(s), pad(p) {}
+  int kernel, stride;
+  Pad2d pad;
+  XGAN_OP_BODY(MaxPool2d)
+};
+// in (x[N,C,H,W], g[N,C,OH,OW]) -> [N,C,H,W]: each g added at its window's argmax of x.
+struct MaxPool2dGrad : Op {
+  MaxPool2dGrad(int k, int s, Pad2d p) : kernel(k), stride(s), pad(p) {}
+  int kernel, stride;
+  Pad2d pad;
+  XGAN_OP_BODY(MaxPool2dGrad)
+};
+// Mean over each window. count_include_pad: divide by k*k (PyTorch's default) or by the number of
+// window positions inside the image (the FID Inception's average pools).
+struct AvgPool2d : Op {
+  AvgPool2d(int k, int s, Pad2d p, bool cip) : kernel(k), stride(s), pad(p), count_include_pad(cip) {}
+  int kernel, stride;
+  Pad2d pad;
+  bool count_include_pad;
+  XGAN_OP_BODY(AvgPool2d)
+};
+// Its adjoint: in (g[N,C,OH,OW]) -> [N,C,in_h,in_w].
+struct AvgPool2dGrad : Op {
+  AvgPool2dGrad(int k, int s, Pad2d p, bool cip, int64_t h, int64_t w)
+      : kernel(k), stride(s), pad(p), count_include_pad(cip), in_h(h), in_w(w) {}
+  int kernel, stride;
+  Pad2d pad;
+  bool count_include_pad;
+  int64_t in_h, in_w;
+  XGAN_OP_BODY(AvgPool2dGrad)
+};
+// Inputs joined along `dim` (non-negative); all other sizes equal.
+struct Concat : Op {
+  explicit Concat(int d) : dim(d) {}
+  int dim;
+  XGAN_OP_BODY(Concat)
+};
+// x[..., start:start+length, ...] along `dim` (non-negative), copied out contiguous.
+struct Slice : Op {
+  Slice(int d, int64_t s, int64_t l) : dim(d), start(s), length(l) {}
+  int dim;
+  int64_t start, length;
+  XGAN_OP_BODY(Slice)
+};
+// in (a, b), 2-D: op(a) @ op(b), op = transpose where the flag says so.
+struct MatMul : Op {
+  MatMul(bool ta, bool tb) : trans_a(ta), trans_b(tb) {}
+  bool trans_a, trans_b;
+  XGAN_OP_BODY(MatMul)
+};
+// exp(x - max) / sum(exp(x - max)) along `dim` (non-negative).
+struct Softmax : Op {
+  explicit Softmax(int d) : dim(d) {}
+  int dim;
+  XGAN_OP_BODY(Softmax)
 };
 
 #undef XGAN_OP_BODY

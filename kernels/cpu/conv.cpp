@@ -35,10 +35,10 @@ void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
 }
 
-void require_stride_pad(int stride, int pad, const char* op) {
-  require(stride >= 1 && pad >= 0, op,
+void require_stride_pad(int stride, Pad2d pad, const char* op) {
+  require(stride >= 1 && pad.h >= 0 && pad.w >= 0, op,
           "needs stride >= 1 and pad >= 0, got stride " + std::to_string(stride) + ", pad " +
-              std::to_string(pad));
+              std::to_string(pad.h) + "x" + std::to_string(pad.w));
 }
 
 // A convolution in conv2d's terms: `image` is the convolved input (C x H x W), `grid` the output
@@ -48,18 +48,18 @@ struct ConvGeometry {
   int64_t C, H, W;
   int64_t kh, kw;
   int64_t OH, OW;
-  int64_t stride, pad;
+  int64_t stride, pad_h, pad_w;
   int64_t rows() const { return C * kh * kw; }
   int64_t cols() const { return OH * OW; }
   // im2col/col2im work on the image zero-padded so that every window of the grid lies inside it:
   // no bounds checks in the inner loops, which on a GAN's small maps cost more than the copy.
-  int64_t padded_h() const { return std::max(H + 2 * pad, (OH - 1) * stride + kh); }
-  int64_t padded_w() const { return std::max(W + 2 * pad, (OW - 1) * stride + kw); }
+  int64_t padded_h() const { return std::max(H + 2 * pad_h, (OH - 1) * stride + kh); }
+  int64_t padded_w() const { return std::max(W + 2 * pad_w, (OW - 1) * stride + kw); }
   bool needs_padding() const { return padded_h() != H || padded_w() != W; }
   int64_t scratch_size() const { return needs_padding() ? C * padded_h() * padded_w() : 0; }
   // One window covering the whole image at a single grid position (D's last layer, G's first):
   // the column matrix of a sample is the sample itself and the convolution a plain GEMM.
-  bool dense() const { return OH == 1 && OW == 1 && pad == 0 && kh == H && kw == W; }
+  bool dense() const { return OH == 1 && OW == 1 && pad_h == 0 && pad_w == 0 && kh == H && kw == W; }
 };
 
 // Column matrix of an image padded as ConvGeometry says; row r starts at col + r * ld.
@@ -116,7 +116,7 @@ void image_to_columns(const T* image, const ConvGeometry& g, T* scratch, T* col,
   std::fill(scratch, scratch + g.scratch_size(), T(0));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
-      std::copy_n(image + (c * g.H + h) * g.W, g.W, scratch + (c * ph + h + g.pad) * pw + g.pad);
+      std::copy_n(image + (c * g.H + h) * g.W, g.W, scratch + (c * ph + h + g.pad_h) * pw + g.pad_w);
   im2col(scratch, g, col, ld);
 }
 
@@ -132,7 +132,7 @@ void columns_to_image(const T* col, int64_t ld, const ConvGeometry& g, T* scratc
   col2im(col, ld, g, scratch);
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
-      std::copy_n(scratch + (c * ph + h + g.pad) * pw + g.pad, g.W, image + (c * g.H + h) * g.W);
+      std::copy_n(scratch + (c * ph + h + g.pad_h) * pw + g.pad_w, g.W, image + (c * g.H + h) * g.W);
 }
 
 // f(b, scratch) for b in [0, nb), spread over the OpenMP threads, one scratch buffer per thread.
@@ -202,11 +202,11 @@ void wide_to_samples(const T* wide, int64_t nb, int64_t rows, int64_t cols, T* s
 }
 
 template <class T>
-void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
+void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) {
   require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv2d", "expects 4-D x, w and output");
   const int64_t N = x.size(0), Co = w.size(0);
   const ConvGeometry g{x.size(1), x.size(2), x.size(3), w.size(2), w.size(3),
-                       y.size(2), y.size(3), stride,    pad};
+                       y.size(2), y.size(3), stride,    pad.h,     pad.w};
   require(w.size(1) == g.C && y.size(0) == N && y.size(1) == Co, "conv2d",
           "x " + x.str() + ", w " + w.str() + ", out " + y.str() + " do not fit together");
   const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
@@ -232,12 +232,12 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
 }
 
 template <class T>
-void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, int pad) {
+void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) {
   require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv_transpose2d", "expects 4-D x, w and output");
   const int64_t N = x.size(0), Ci = x.size(1);
   // The conv2d this is the adjoint of: y is its image, x its output grid.
   const ConvGeometry g{w.size(1), y.size(2), y.size(3), w.size(2), w.size(3),
-                       x.size(2), x.size(3), stride,    pad};
+                       x.size(2), x.size(3), stride,    pad.h,     pad.w};
   require(w.size(0) == Ci && y.size(0) == N && y.size(1) == g.C, "conv_transpose2d",
           "x " + x.str() + ", w " + w.str() + ", out " + y.str() + " do not fit together");
   const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
@@ -266,12 +266,12 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, i
 }
 
 template <class T>
-void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int stride, int pad) {
+void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int stride, Pad2d pad) {
   require(x.dim() == 4 && dy.dim() == 4 && dw.dim() == 4, "conv2d_weight_grad",
           "expects 4-D x, dy and output");
   const int64_t N = x.size(0), Co = dy.size(1);
   const ConvGeometry g{x.size(1),  x.size(2),  x.size(3), dw.size(2), dw.size(3),
-                       dy.size(2), dy.size(3), stride,    pad};
+                       dy.size(2), dy.size(3), stride,    pad.h,     pad.w};
   require(dy.size(0) == N && dw.size(0) == Co && dw.size(1) == g.C, "conv2d_weight_grad",
           "x " + x.str() + ", dy " + dy.str() + ", out " + dw.str() + " do not fit together");
   const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;
