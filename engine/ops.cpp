@@ -544,4 +544,188 @@ std::vector<Tensor> ResizeBilinearGrad::vjp(const std::vector<Tensor>& in, const
   return {resize_bilinear(g, in[0].size(2), in[0].size(3))};
 }
 
+// ---------------------------------------------------------------- metrics ops: pooling, concat, slice,
+// matmul, softmax (the Inception and LeNet feature extractors)
+namespace {
+// Output size of a k x k window with stride s along an axis of n padded by p on both sides; checks
+// PyTorch's rule p <= k/2, which keeps at least one image position in every window.
+int64_t pooled_size(const char* op, int64_t n, int k, int s, int p) {
+  if (k < 1 || s < 1 || p < 0 || 2 * p > k)
+    fail(op, "needs kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2, got kernel " + std::to_string(k) +
+                 ", stride " + std::to_string(s) + ", padding " + std::to_string(p));
+  if (n + 2 * p < k)
+    fail(op, "kernel " + std::to_string(k) + " larger than the padded size " + std::to_string(n + 2 * p));
+  return (n + 2 * p - k) / s + 1;
+}
+Shape pooled_shape(const char* op, const Tensor& x, int k, int s, Pad2d pad) {
+  if (x.dim() != 4) fail(op, "input must be [N, C, H, W], got " + x.str());
+  return {x.size(0), x.size(1), pooled_size(op, x.size(2), k, s, pad.h),
+          pooled_size(op, x.size(3), k, s, pad.w)};
+}
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, Pad2d pad) {
+  // The first input only says where each window's maximum is; detached, it records nothing.
+  return max_pool2d_select(x.detach(), x, kernel, stride == 0 ? kernel : stride, pad);
+}
+Tensor max_pool2d_select(const Tensor& x, const Tensor& t, int kernel, int stride, Pad2d pad) {
+  const Shape s = pooled_shape("max_pool2d", x, kernel, stride, pad);
+  if (t.shape() != x.shape()) fail("max_pool2d", "x " + x.str() + " and t " + t.str() + " differ in shape");
+  return apply(std::make_shared<MaxPool2d>(kernel, stride, pad), {x, t}, s);
+}
+std::vector<Tensor> MaxPool2d::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                   const std::vector<bool>& need) {
+  // Linear in t; the argmax positions are piecewise constant in x (zero derivative).
+  return {need[0] ? zeros_like(in[0]) : Tensor(),
+          need[1] ? max_pool2d_grad(in[0], g, kernel, stride, pad) : Tensor()};
+}
+Tensor max_pool2d_grad(const Tensor& x, const Tensor& g, int kernel, int stride, Pad2d pad) {
+  const Shape s = pooled_shape("max_pool2d_grad", x, kernel, stride, pad);
+  if (g.shape() != s)
+    fail("max_pool2d_grad",
+         "gradient " + g.str() + " does not match the pooled shape " + shape_str(s) + " of " + x.str());
+  return apply(std::make_shared<MaxPool2dGrad>(kernel, stride, pad), {x, g}, x.shape());
+}
+std::vector<Tensor> MaxPool2dGrad::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                       const std::vector<bool>& need) {
+  // <gg, scatter(x, g)> = <select(x, gg), g>: the adjoint of scattering is reading back.
+  return {need[0] ? zeros_like(in[0]) : Tensor(),
+          need[1] ? max_pool2d_select(in[0], g, kernel, stride, pad) : Tensor()};
+}
+
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, Pad2d pad, bool count_include_pad) {
+  if (stride == 0) stride = kernel;
+  const Shape s = pooled_shape("avg_pool2d", x, kernel, stride, pad);
+  return apply(std::make_shared<AvgPool2d>(kernel, stride, pad, count_include_pad), {x}, s);
+}
+std::vector<Tensor> AvgPool2d::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+  return {avg_pool2d_grad(g, kernel, stride, pad, count_include_pad, in[0].size(2), in[0].size(3))};
+}
+Tensor avg_pool2d_grad(const Tensor& g, int kernel, int stride, Pad2d pad, bool count_include_pad,
+                       int64_t in_h, int64_t in_w) {
+  const char* op = "avg_pool2d_grad";
+  if (g.dim() != 4) fail(op, "gradient must be [N, C, H, W], got " + g.str());
+  if (in_h < 1 || in_w < 1) fail(op, "empty input size");
+  if (pooled_size(op, in_h, kernel, stride, pad.h) != g.size(2) ||
+      pooled_size(op, in_w, kernel, stride, pad.w) != g.size(3))
+    fail(op, "gradient " + g.str() + " is not the pooled shape of a " + std::to_string(in_h) + "x" +
+                 std::to_string(in_w) + " input");
+  return apply(std::make_shared<AvgPool2dGrad>(kernel, stride, pad, count_include_pad, in_h, in_w), {g},
+               {g.size(0), g.size(1), in_h, in_w});
+}
+std::vector<Tensor> AvgPool2dGrad::vjp(const std::vector<Tensor>&, const Tensor& g,
+                                       const std::vector<bool>&) {
+  return {avg_pool2d(g, kernel, stride, pad, count_include_pad)};
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int dim) {
+  if (xs.empty()) fail("concat", "needs at least one input");
+  for (const auto& t : xs)
+    if (!t.defined()) fail("concat", "an input is undefined");
+  const Shape& first = xs[0].shape();
+  dim = norm_dim("concat", dim, xs[0].dim());
+  Shape out = first;
+  out[static_cast<size_t>(dim)] = 0;
+  for (const auto& t : xs) {
+    bool fits = t.dim() == xs[0].dim();
+    for (int d = 0; fits && d < t.dim(); ++d) fits = d == dim || t.size(d) == first[static_cast<size_t>(d)];
+    if (!fits)
+      fail("concat", "along dim " + std::to_string(dim) + ", " + t.str() + " does not match " + xs[0].str());
+    out[static_cast<size_t>(dim)] += t.size(dim);
+  }
+  if (xs.size() == 1) return xs[0];
+  return apply(std::make_shared<Concat>(dim), xs, out);
+}
+std::vector<Tensor> Concat::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                const std::vector<bool>& need) {
+  std::vector<Tensor> out(in.size());
+  int64_t start = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const int64_t len = in[i].size(dim);
+    if (need[i]) out[i] = slice(g, dim, start, len);
+    start += len;
+  }
+  return out;
+}
+
+Tensor slice(const Tensor& x, int dim, int64_t start, int64_t length) {
+  if (!x.defined()) fail("slice", "input is undefined");
+  dim = norm_dim("slice", dim, x.dim());
+  if (start < 0 || length < 0 || start + length > x.size(dim))
+    fail("slice", "range [" + std::to_string(start) + ", " + std::to_string(start + length) +
+                      ") outside dim " + std::to_string(dim) + " of " + x.str());
+  Shape s = x.shape();
+  s[static_cast<size_t>(dim)] = length;
+  return apply(std::make_shared<Slice>(dim, start, length), {x}, s);
+}
+std::vector<Tensor> Slice::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+  // g padded with zeros (constants) back to the input's extent along dim.
+  const Tensor& x = in[0];
+  std::vector<Tensor> parts;
+  auto zero_block = [&](int64_t n) {
+    Shape s = x.shape();
+    s[static_cast<size_t>(dim)] = n;
+    return zeros(s, g.dtype(), g.device());
+  };
+  const int64_t after = x.size(dim) - start - length;
+  if (start > 0) parts.push_back(zero_block(start));
+  parts.push_back(g);
+  if (after > 0) parts.push_back(zero_block(after));
+  return {concat(parts, dim)};
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  if (!a.defined() || !b.defined()) fail("matmul", "an operand is undefined");
+  if (a.dim() != 2 || b.dim() != 2)
+    fail("matmul", "operands must be 2-D, got " + a.str() + " and " + b.str());
+  const int64_t m = trans_a ? a.size(1) : a.size(0), ka = trans_a ? a.size(0) : a.size(1);
+  const int64_t kb = trans_b ? b.size(1) : b.size(0), n = trans_b ? b.size(0) : b.size(1);
+  if (ka != kb)
+    fail("matmul",
+         "inner sizes differ: " + a.str() + (trans_a ? "^T" : "") + " @ " + b.str() + (trans_b ? "^T" : ""));
+  return apply(std::make_shared<MatMul>(trans_a, trans_b), {a, b}, {m, n});
+}
+std::vector<Tensor> MatMul::vjp(const std::vector<Tensor>& in, const Tensor& g,
+                                const std::vector<bool>& need) {
+  // C = A' B' with A' = op(A), B' = op(B): dA' = G B'^T, dB' = A'^T G; transposing back where
+  // the operand itself was transposed gives each case as one matmul with flags.
+  const Tensor &a = in[0], &b = in[1];
+  Tensor ga, gb;
+  if (need[0]) ga = trans_a ? matmul(b, g, trans_b, true) : matmul(g, b, false, !trans_b);
+  if (need[1]) gb = trans_b ? matmul(g, a, true, trans_a) : matmul(a, g, !trans_a, false);
+  return {ga, gb};
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  if (!x.defined() || !w.defined()) fail("linear", "input or weight is undefined");
+  if (x.dim() != 2 || w.dim() != 2 || x.size(1) != w.size(1))
+    fail("linear", "input " + x.str() + " must be [N, in] and weight " + w.str() + " [out, in]");
+  Tensor y = matmul(x, w, false, true);
+  if (!bias.defined()) return y;
+  if (bias.shape() != Shape{w.size(0)})
+    fail("linear",
+         "bias " + bias.str() + " must be [" + std::to_string(w.size(0)) + "] for weight " + w.str());
+  return y + bias;
+}
+
+Tensor softmax(const Tensor& x, int dim) {
+  if (!x.defined()) fail("softmax", "input is undefined");
+  dim = norm_dim("softmax", dim, x.dim());
+  return apply(std::make_shared<Softmax>(dim), {x}, x.shape());
+}
+std::vector<Tensor> Softmax::vjp(const std::vector<Tensor>& in, const Tensor& g, const std::vector<bool>&) {
+  // y is recomputed (not saved: that would be a cycle) as an op, so second derivatives see it move.
+  Tensor y = softmax(in[0], dim);
+  return {y * (g - sum(g * y, {dim}, true))};
+}
+
+Tensor log_softmax(const Tensor& x, int dim) {
+  if (!x.defined()) fail("log_softmax", "input is undefined");
+  dim = norm_dim("log_softmax", dim, x.dim());
+  // logsumexp shifted by the max for stability; the shift cancels exactly in value and
+  // derivative, so it is a constant (detached).
+  Tensor m = max(x.detach(), {dim}, true);
+  return x - (m + log(sum(exp(x - m), {dim}, true)));
+}
+
 }  // namespace xgan

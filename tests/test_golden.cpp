@@ -358,3 +358,65 @@ TEST_CASE("golden: WGAN-GP penalty and its gradient (double backward)", "[golden
     }
   }
 }
+
+// ---- metrics ops: pooling, softmax, linear -------------------------------------------------------
+
+TEST_CASE("golden: max_pool2d and avg_pool2d forward and grads", "[golden]") {
+  const Golden g("pool");
+  for (const char* tag : {"f64", "f32"}) {
+    const bool f64 = std::string(tag) == "f64";
+    for (const char* var : {"max_k3s2p0", "max_k3s1p1", "max_k2s2p0", "avg_k3s1p1_cip", "avg_k3s1p1_nocip"}) {
+      const std::string p = std::string(tag) + "." + var;
+      const int k = int(g.meta(p + ".kernel")), s = int(g.meta(p + ".stride")), pad = int(g.meta(p + ".pad"));
+      const bool is_max = std::string(var).rfind("max", 0) == 0;
+      const bool cip = !is_max && g.meta(p + ".count_include_pad") != 0;
+      const Fn fn = [&](const std::vector<Tensor>& in) {
+        return is_max ? max_pool2d(in[0], k, s, pad) : avg_pool2d(in[0], k, s, pad, cip);
+      };
+      // Max pooling copies values (exact), and its gradient adds at most 9 overlapping window
+      // gradients; average pooling sums 9 terms: float32 differs from PyTorch by summation order
+      // only, which kF32Sum covers.
+      for (bool acc : {false, true}) {
+        INFO(p << (acc ? " with .grad pre-filled" : ""));
+        check_first_order(g, p, {"x"}, fn, f64 ? kF64 : kF32Sum, f64 ? kF64 : kF32Sum, acc);
+      }
+    }
+  }
+}
+
+TEST_CASE("golden: softmax and log_softmax (with +-60 logits) and their grads", "[golden]") {
+  const Golden g("softmax");
+  for (const char* tag : {"f64", "f32"}) {
+    const bool f64 = std::string(tag) == "f64";
+    for (const char* op : {"softmax", "log_softmax", "softmax_mid"}) {
+      const std::string p = std::string(tag) + "." + op;
+      const int dim = int(g.meta(std::string(op) + ".dim"));
+      const bool log_sm = std::string(op) == "log_softmax";
+      const Fn fn = [&](const std::vector<Tensor>& in) {
+        return log_sm ? log_softmax(in[0], dim) : softmax(in[0], dim);
+      };
+      INFO(p);
+      // float32: exp differs from PyTorch's vectorised exp by a few ulp and the row sum by its
+      // order (kF32Sum); the gradient y (g - <g, y>) cancels where g is near <g, y>, like the
+      // saturating activations' derivatives (kF32ElemGrad).
+      check_first_order(g, p, {"x"}, fn, f64 ? kF64 : kF32Sum, f64 ? kF64 : kF32ElemGrad, false);
+    }
+  }
+}
+
+TEST_CASE("golden: linear (x w^T + b) with and without bias, grads of x, w, b", "[golden]") {
+  const Golden g("linear");
+  for (const char* tag : {"f64", "f32"}) {
+    const bool f64 = std::string(tag) == "f64";
+    const Tol tol = f64 ? kF64 : kF32Sum;  // GEMM sums of 16 (forward) or 5-7 (grads) terms
+    for (bool acc : {false, true}) {
+      INFO(tag << (acc ? " with .grad pre-filled" : ""));
+      check_first_order(
+          g, std::string(tag) + ".bias", {"x", "w", "b"},
+          [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, tol, tol, acc);
+      check_first_order(
+          g, std::string(tag) + ".nobias", {"x", "w"},
+          [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, tol, tol, acc);
+    }
+  }
+}

@@ -1,6 +1,7 @@
 // Table-driven derivative checks for every op in engine/ops.def: the backward against central
 // finite differences in float64, and the backward of the backward (grad of grad) the same way.
 // The table is keyed by op name; an op in the registry without an entry fails the test.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -38,6 +39,19 @@ Tensor away_from_zero(const Shape& s) {
   double* p = t.data<double>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = (p[i] < 0 ? -0.1 : 0.1) + p[i];
   return t;
+}
+
+// A random permutation of n evenly spaced values in [-1, 1): neighbours differ by 2/n, so for the
+// small shapes here no two values are within far more than the finite-difference step of each
+// other, and every max-pool window has a clear argmax (negative values too, so padding that
+// wrongly won as 0 would show).
+Tensor distinct(const Shape& s) {
+  const int64_t n = numel_of(s);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = -1.0 + 2.0 * static_cast<double>(i) / static_cast<double>(n);
+  std::shuffle(v.begin(), v.end(), rng);
+  return from_vector(v, s, DType::f64);
 }
 
 Case make(std::string label, std::vector<Tensor> in, Fn f, std::vector<bool> diff = {}) {
@@ -172,6 +186,83 @@ std::map<std::string, std::function<std::vector<Case>()>> op_table() {
   t["resize_bilinear_grad"] = [=] {
     return std::vector<Case>{make("5x7 -> 3x4", {uniform({1, 2, 5, 7}, -1, 1)},
                                   [](auto& x) { return square(resize_bilinear_grad(x[0], 3, 4)); })};
+  };
+  // Metrics ops. max_pool2d's inputs are `distinct` so no finite-difference step moves an argmax;
+  // pooling and slicing are (piecewise) linear, so squaring makes the second derivative non-trivial.
+  t["max_pool2d"] = [=] {
+    return std::vector<Case>{
+        make("k3 s2 p1", {distinct({2, 2, 5, 5})}, [](auto& x) { return square(max_pool2d(x[0], 3, 2, 1)); }),
+        make("k3 s1 p1 overlapping", {distinct({1, 2, 4, 5})},
+             [](auto& x) { return square(max_pool2d(x[0], 3, 1, 1)); }),
+        make("k2 s2 p0", {distinct({1, 3, 4, 4})}, [](auto& x) { return square(max_pool2d(x[0], 2)); }),
+        make("select (x, t)", {distinct({1, 2, 5, 5}), uniform({1, 2, 5, 5}, -1, 1)},
+             [](auto& x) { return square(max_pool2d_select(x[0], x[1], 3, 2, 0)); })};
+  };
+  t["max_pool2d_grad"] = [=] {
+    return std::vector<Case>{
+        make("k3 s1 p1 (shared argmax adds)", {distinct({1, 2, 4, 4}), uniform({1, 2, 4, 4}, -1, 1)},
+             [](auto& x) { return square(max_pool2d_grad(x[0], x[1], 3, 1, 1)); }),
+        make("k3 s2 p0", {distinct({2, 1, 5, 5}), uniform({2, 1, 2, 2}, -1, 1)},
+             [](auto& x) { return square(max_pool2d_grad(x[0], x[1], 3, 2, 0)); })};
+  };
+  t["avg_pool2d"] = [=] {
+    return std::vector<Case>{make("k3 s1 p1 count_include_pad", {uniform({1, 2, 4, 5}, -1, 1)},
+                                  [](auto& x) { return square(avg_pool2d(x[0], 3, 1, 1, true)); }),
+                             make("k3 s2 p1 exclude pad", {uniform({2, 1, 5, 5}, -1, 1)},
+                                  [](auto& x) { return square(avg_pool2d(x[0], 3, 2, 1, false)); }),
+                             make("k2 s2 p0", {uniform({1, 2, 4, 4}, -1, 1)},
+                                  [](auto& x) { return square(avg_pool2d(x[0], 2)); })};
+  };
+  t["avg_pool2d_grad"] = [=] {
+    return std::vector<Case>{
+        make("k3 s2 p1 exclude pad -> 5x5", {uniform({1, 2, 3, 3}, -1, 1)},
+             [](auto& x) { return square(avg_pool2d_grad(x[0], 3, 2, 1, false, 5, 5)); }),
+        make("k3 s1 p1 count_include_pad -> 3x4", {uniform({2, 1, 3, 4}, -1, 1)},
+             [](auto& x) { return square(avg_pool2d_grad(x[0], 3, 1, 1, true, 3, 4)); })};
+  };
+  t["concat"] = [=] {
+    return std::vector<Case>{
+        make("three along dim 1", {uniform({2, 3}, -1, 1), uniform({2, 1}, -1, 1), uniform({2, 2}, -1, 1)},
+             [](auto& x) {
+               return square(concat({x[0], x[1], x[2]}, 1));
+             }),
+        make("channels of NCHW, dim -3", {uniform({2, 1, 2, 2}, -1, 1), uniform({2, 2, 2, 2}, -1, 1)},
+             [](auto& x) {
+               return square(concat({x[0], x[1]}, -3));
+             }),
+        make("dim 0", {uniform({1, 3}, -1, 1), uniform({2, 3}, -1, 1)}, [](auto& x) {
+          return square(concat({x[0], x[1]}, 0));
+        })};
+  };
+  t["slice"] = [=] {
+    return std::vector<Case>{make("middle of dim 1", {uniform({2, 5, 3}, -1, 1)},
+                                  [](auto& x) { return square(slice(x[0], 1, 1, 3)); }),
+                             make("head of dim -1", {uniform({2, 3, 4}, -1, 1)},
+                                  [](auto& x) { return square(slice(x[0], -1, 0, 2)); }),
+                             make("tail of dim 0", {uniform({4, 3}, -1, 1)},
+                                  [](auto& x) { return square(slice(x[0], 0, 2, 2)); })};
+  };
+  t["matmul"] = [=] {
+    // Bilinear: the second derivative couples the two operands (and the upstream gradient).
+    return std::vector<Case>{
+        make("a @ b", {uniform({2, 3}, -1, 1), uniform({3, 4}, -1, 1)},
+             [](auto& x) { return matmul(x[0], x[1]); }),
+        make("a @ b^T", {uniform({2, 3}, -1, 1), uniform({4, 3}, -1, 1)},
+             [](auto& x) { return matmul(x[0], x[1], false, true); }),
+        make("a^T @ b", {uniform({3, 2}, -1, 1), uniform({3, 4}, -1, 1)},
+             [](auto& x) { return matmul(x[0], x[1], true, false); }),
+        make("a^T @ b^T", {uniform({3, 2}, -1, 1), uniform({4, 3}, -1, 1)},
+             [](auto& x) { return matmul(x[0], x[1], true, true); }),
+        make("linear with bias", {uniform({3, 4}, -1, 1), uniform({2, 4}, -1, 1), uniform({2}, -1, 1)},
+             [](auto& x) { return square(linear(x[0], x[1], x[2])); })};
+  };
+  t["softmax"] = [=] {
+    return std::vector<Case>{
+        make("dim 1", {uniform({3, 4}, -2, 2)}, [](auto& x) { return softmax(x[0], 1); }),
+        make("dim -3 of [2,3,2,2]", {uniform({2, 3, 2, 2}, -2, 2)},
+             [](auto& x) { return softmax(x[0], -3); }),
+        make("log_softmax (composed) dim -1", {uniform({2, 5}, -3, 3)},
+             [](auto& x) { return log_softmax(x[0], -1); })};
   };
   return t;
 }

@@ -217,7 +217,55 @@ def wgan_gp():
     case.write()
 
 
+def pool():
+    case = Case("pool", 9)
+    # The FID Inception's pools (k3 s2, the k3 s1 p1 max pool of Mixed_7c, the k3 s1 p1 average
+    # pools with and without count_include_pad) and LeNet's k2 s2. randn has no ties, so every
+    # window's argmax is unambiguous in both dtypes.
+    x = randn(2, 3, 7, 7)
+    for dt, tag in [(torch.float64, "f64"), (torch.float32, "f32")]:
+        for var, k, s, p in [("k3s2p0", 3, 2, 0), ("k3s1p1", 3, 1, 1), ("k2s2p0", 2, 2, 0)]:
+            first_order(case, f"{tag}.max_{var}",
+                        lambda x: F.max_pool2d(x, k, stride=s, padding=p), {"x": x}, dt)
+            case.meta(f"{tag}.max_{var}", kernel=k, stride=s, pad=p)
+        for var, cip in [("k3s1p1_cip", True), ("k3s1p1_nocip", False)]:
+            first_order(case, f"{tag}.avg_{var}",
+                        lambda x: F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=cip),
+                        {"x": x}, dt)
+            case.meta(f"{tag}.avg_{var}", kernel=3, stride=1, pad=1, count_include_pad=int(cip))
+    case.write()
+
+
+def softmax():
+    case = Case("softmax", 10)
+    # Logits at the scale of a classifier's (and a row with +-60, where a naive exp overflows
+    # float32), along the last dim; and a softmax over a middle dim of a 3-D tensor.
+    x = randn(4, 10, scale=3.0)
+    x[0, :4] = torch.tensor([60.0, -60.0, 59.0, 0.0], dtype=torch.float64)
+    x3 = randn(3, 4, 5)
+    for dt, tag in [(torch.float64, "f64"), (torch.float32, "f32")]:
+        first_order(case, f"{tag}.softmax", lambda x: F.softmax(x, dim=1), {"x": x}, dt)
+        first_order(case, f"{tag}.log_softmax", lambda x: F.log_softmax(x, dim=1), {"x": x}, dt)
+        first_order(case, f"{tag}.softmax_mid", lambda x: F.softmax(x, dim=1), {"x": x3}, dt)
+    case.meta("softmax", dim=1)
+    case.meta("log_softmax", dim=1)
+    case.meta("softmax_mid", dim=1)
+    case.write()
+
+
+def linear():
+    case = Case("linear", 11)
+    # torch.nn.Linear's y = x w^T + b, with and without the bias (IS uses the FID Inception's fc
+    # without it).
+    x, w, b = randn(5, 16), randn(7, 16, scale=0.3), randn(7)
+    for dt, tag in [(torch.float64, "f64"), (torch.float32, "f32")]:
+        first_order(case, f"{tag}.bias", lambda x, w, b: F.linear(x, w, b), {"x": x, "w": w, "b": b}, dt)
+        first_order(case, f"{tag}.nobias", lambda x, w: F.linear(x, w), {"x": x, "w": w}, dt)
+    case.write()
+
+
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    for make in [conv2d, conv_transpose2d, batch_norm, activations, bce, bce_with_logits, adam, wgan_gp]:
+    for make in [conv2d, conv_transpose2d, batch_norm, activations, bce, bce_with_logits, adam, wgan_gp,
+                 pool, softmax, linear]:
         make()
