@@ -38,13 +38,21 @@ XGAN_BACKEND_KERNELS
 }
 namespace cuda {
 XGAN_BACKEND_KERNELS
-// Host <-> device copies of raw bytes (explicit, synchronous with respect to the host).
+// Host <-> device copies of raw bytes, ordered on the backend's stream with its kernels.
+// copy_to_host returns with the bytes in place; copy_to_device once `src` may be reused.
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 bool compiled();            // true when built with XGAN_CUDA
 int device_count();         // 0 when not compiled or no GPU
 std::string device_name();  // "" when none
+// The caching allocator's bytes handed out to tensors and held in its free lists.
+struct MemoryStats {
+  size_t in_use = 0, cached = 0;
+};
+MemoryStats memory_stats();
+void empty_cache();  // returns the cached blocks to the driver (waits for the stream first)
+void synchronize();  // waits until all queued GPU work is done (timing, tests)
 }  // namespace cuda
 
 // Dispatch helpers: run the kernel of the tensor's device.

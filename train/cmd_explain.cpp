@@ -16,6 +16,7 @@
 #include "engine/safetensors.h"
 #include "losses/losses.h"
 #include "models/gan.h"
+#include "train/cli_device.h"
 #include "train/commands.h"
 #include "train/trainer.h"
 #include "xai/xai.h"
@@ -25,7 +26,7 @@ namespace xgan::cli {
 namespace {
 
 struct ExplainArgs {
-  std::string d, images, loss, method, xai_bn = "captum", out, png;
+  std::string d, images, loss, method, xai_bn = "captum", out, png, device = "cpu";
 };
 
 // D's sizes from its weights: Start-Conv2d [h, C, 4, 4]; each middle block halves the map from
@@ -126,6 +127,7 @@ int run_explain(const ExplainArgs& a) {
   const XaiMethod method = parse_xai_method(a.method);
   if (method == XaiMethod::none) throw std::invalid_argument("explain: --method none explains nothing");
   const XaiBatchNorm bn = parse_xai_bn(a.xai_bn);
+  const Device device = parse_device(a.device);
 
   // D's weights: bare names, or a file (such as a training checkpoint) whose D tensors carry `D.`.
   TensorFile dfile = load_safetensors(a.d);
@@ -155,7 +157,8 @@ int run_explain(const ExplainArgs& a) {
                              ") takes [N, " + std::to_string(cfg.channels) + ", " +
                              std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
 
-  const Tensor maps = explain(D, x, method, bn).to(kCPU).to(DType::f32);
+  D.to(DType::f32, device);
+  const Tensor maps = explain(D, x.to(device), method, bn).to(kCPU).to(DType::f32);
   const std::map<std::string, std::string> meta{{"loss", loss_name(loss)},
                                                 {"method", xai_method_name(method)},
                                                 {"xai_bn", a.xai_bn},
@@ -205,6 +208,7 @@ Run add_explain(CLI::App& app) {
   sub->add_option("--out", args->out,
                   "Output safetensors file: maps [N, C, H, W] (float32), the raw explanations")
       ->required();
+  sub->add_option("--device", args->device, kDeviceHelp)->capture_default_str();
   sub->add_option(
       "--png", args->png,
       "Also draw each image beside its map (summed over channels, scaled per image by its max |value|):\n"

@@ -16,6 +16,7 @@
 #include "engine/optim.h"
 #include "engine/safetensors.h"
 #include "models/gan.h"
+#include "train/cli_device.h"
 #include "train/commands.h"
 #include "train/step.h"
 
@@ -28,22 +29,6 @@ struct StepArgs {
   double gp_lambda = 10.0;
   std::string xai = "none", guidance = "elementwise", xai_bn = "captum", xai_norm = "batch";
 };
-
-Device parse_device(const std::string& s) {
-  if (s == "cpu") return kCPU;
-  int index = -1;
-  if (s == "cuda")
-    index = 0;
-  else if (s.rfind("cuda:", 0) == 0 && s.size() > 5 &&
-           s.find_first_not_of("0123456789", 5) == std::string::npos)
-    index = std::stoi(s.substr(5));
-  if (index < 0) throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + s + "'");
-  if (!cuda::compiled()) throw std::invalid_argument("--device " + s + ": this xgan was built without CUDA");
-  if (index >= cuda::device_count())
-    throw std::invalid_argument("--device " + s + ": " + std::to_string(cuda::device_count()) +
-                                " GPU(s) visible");
-  return Device{DeviceType::cuda, index};
-}
 
 // Noise may be given as [N, z] or [N, z, 1, 1]; alpha as [N] or [N, 1, 1, 1].
 Tensor as_4d(const Tensor& t) {
@@ -220,8 +205,7 @@ Run add_step(CLI::App& app) {
                   "Compute and write in this type; float64 (CPU) gives an exact comparison with a reference")
       ->capture_default_str()
       ->check(CLI::IsMember({"float32", "float64"}));
-  sub->add_option("--device", args->device, "Where to run: cpu, or cuda / cuda:N in a CUDA build")
-      ->capture_default_str();
+  sub->add_option("--device", args->device, kDeviceHelp)->capture_default_str();
   add_xai_options(sub, args->xai, args->guidance, args->xai_bn, args->xai_norm);
   sub->footer(
       "Adam starts fresh (lr 1e-4, betas (0.5, 0.999)) for both nets. Batch-norm statistics update in the\n"

@@ -5,7 +5,6 @@
 #include "xai/xai.h"
 
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -93,48 +92,33 @@ Tensor input_gradient(GanDiscriminator& D, const Tensor& x, bool train) {
   return grad({T}, {xl})[0].detach();
 }
 
-// [x; zeros] along the batch, built on the host side of the storage (x needs no history here).
+// [x; zeros] along the batch (x needs no history here); on x's device, like everything below.
 Tensor with_zero_baseline(const Tensor& x) {
-  Shape s = x.shape();
-  s[0] *= 2;
-  Tensor out = zeros(s, x.dtype(), x.device());
-  Tensor host = x.detach().to(kCPU);
-  if (out.device().is_cpu()) {
-    std::memcpy(out.raw(), host.raw(), host.nbytes());
-  } else {
-    Tensor o = zeros(s, x.dtype(), kCPU);
-    std::memcpy(o.raw(), host.raw(), host.nbytes());
-    out = o.to(x.device());
-  }
-  return out;
-}
-
-// The first `rows` rows of t (a copy).
-Tensor first_rows(const Tensor& t, int64_t rows) {
-  Shape s = t.shape();
-  s[0] = rows;
-  Tensor host = t.detach().to(kCPU);
-  Tensor out = empty(s, t.dtype(), kCPU);
-  std::memcpy(out.raw(), host.raw(), out.nbytes());
-  return out.to(t.device());
+  NoGradGuard ng;
+  return concat({x.detach(), zeros_like(x)}, 0);
 }
 
 // The rescale multiplier of one nonlinearity over the 2N batch [x; x0] (I its input, fI = f(I),
 // dfI = f'(I)): (f(a) - f(b)) / (a - b) for both halves, or f'(own half) where |a - b| < 1e-10,
-// as captum's torch.where over the duplicated grad_input does.
-template <class T>
-void rescale_multiplier(const T* I, const T* fI, const T* dfI, T* M, int64_t half) {
-  for (int64_t j = 0; j < half; ++j) {
-    const T din = I[j] - I[j + half];
-    if (std::abs(din) >= T(1e-10)) {
-      const T m = (fI[j] - fI[j + half]) / din;
-      M[j] = m;
-      M[j + half] = m;
-    } else {
-      M[j] = dfI[j];
-      M[j + half] = dfI[j + half];
-    }
-  }
+// as captum's torch.where over the duplicated grad_input does. Written with engine ops so it runs
+// on the tensors' device; the masks make each branch exact (x * 1 + y * 0 == x), and where the
+// difference is tiny the division sees a 1 instead, so no inf or NaN leaks through the mask.
+Tensor rescale_multiplier(const Tensor& I, const Tensor& fI, const Tensor& dfI) {
+  NoGradGuard ng;
+  const int64_t half = I.numel() / 2;
+  auto halves = [half](const Tensor& t) {
+    Tensor t2 = reshape(t, {2, half});
+    return std::make_pair(slice(t2, 0, 0, 1), slice(t2, 0, 1, 1));
+  };
+  auto [a, b] = halves(I);
+  auto [fa, fb] = halves(fI);
+  auto [da, db] = halves(dfI);
+  const Tensor din = a - b;
+  const Tensor tiny =
+      equal(sign(abs(din) - 1e-10), full({}, -1.0, din.dtype(), din.device()));  // |a - b| < 1e-10
+  const Tensor kept = 1.0 - tiny;
+  const Tensor m = (fa - fb) / (din * kept + tiny);
+  return reshape(concat({m * kept + da * tiny, m * kept + db * tiny}, 0), I.shape());
 }
 
 // DeepLIFT's override: for LeakyReLU (ReLU), Sigmoid and Tanh over a 2N batch, G * multiplier;
@@ -161,15 +145,9 @@ bool deeplift_rule(const Op& op, const std::vector<Tensor>& inputs, const Tensor
       dfI = 1.0 - fI * fI;
     }
   }
-  Tensor hI = I.to(kCPU), hf = fI.to(kCPU), hd = dfI.to(kCPU);
-  Tensor M = empty(I.shape(), I.dtype(), kCPU);
-  const int64_t half = I.numel() / 2;
-  if (I.dtype() == DType::f64)
-    rescale_multiplier(hI.data<double>(), hf.data<double>(), hd.data<double>(), M.data<double>(), half);
-  else
-    rescale_multiplier(hI.data<float>(), hf.data<float>(), hd.data<float>(), M.data<float>(), half);
+  const Tensor M = rescale_multiplier(I, fI, dfI);
   grads.assign(inputs.size(), Tensor());
-  if (need[0]) grads[0] = G * M.to(I.device());  // linear in G: first-order maps only
+  if (need[0]) grads[0] = G * M;  // linear in G: first-order maps only
   return true;
 }
 
@@ -184,7 +162,7 @@ Tensor explain_deeplift(GanDiscriminator& D, const Tensor& x, bool train) {
     g = grad({T}, {X2})[0].detach();
   }
   NoGradGuard ng;
-  return x.detach() * first_rows(g, n);  // (x - x0) * multiplier, x0 = 0
+  return x.detach() * slice(g, 0, 0, n);  // (x - x0) * multiplier, x0 = 0
 }
 
 }  // namespace

@@ -32,6 +32,9 @@ void xai_guidance(const Tensor&, const Tensor&, bool, bool, Tensor&, Tensor&) { 
 void copy_to_device(void*, const void*, size_t) { no_cuda("copy_to_device"); }
 void copy_to_host(void*, const void*, size_t) { no_cuda("copy_to_host"); }
 void copy_device_to_device(void*, const void*, size_t) { no_cuda("copy_device_to_device"); }
+MemoryStats memory_stats() { return {}; }
+void empty_cache() {}
+void synchronize() {}
 bool compiled() { return false; }
 int device_count() { return 0; }
 std::string device_name() { return ""; }
