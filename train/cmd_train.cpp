@@ -129,6 +129,16 @@ Run add_train(CLI::App& app) {
                   "Write the checkpoint (replacing the previous one atomically) every N iterations")
       ->capture_default_str()
       ->check(positive_int());
+  sub->add_option("--eval-every", cfg->eval_every,
+                  "Score G with FID-LeNet / IS-LeNet every N iterations and at the end (fid_lenet, is_lenet\n"
+                  "in log.jsonl); 0 = off. Needs the classifier of xgan train-classifier")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--eval-n", cfg->eval_n, "Real and generated images per score (--eval-every)")
+      ->capture_default_str()
+      ->check(positive_int());
+  sub->add_option("--eval-weights", cfg->eval_weights,
+                  "The classifier for --eval-every (default runs/lenet-<dataset>.safetensors)");
   sub->add_option(
          "--device", cfg->device,
          "cpu, cuda (needs a CUDA build whose backend runs training) or auto (cuda when usable, else cpu)")

@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
   add(xgan::cli::add_sample);
   add(xgan::cli::add_step);
   add(xgan::cli::add_explain);
+  add(xgan::cli::add_train_classifier);
+  add(xgan::cli::add_eval);
+  add(xgan::cli::add_bench);
+  add(xgan::cli::add_fid);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

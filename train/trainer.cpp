@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -26,6 +27,7 @@
 #include "engine/safetensors.h"
 #include "losses/losses.h"
 #include "models/gan.h"
+#include "train/eval.h"
 #include "train/step.h"
 
 // The PNG writer; static so another translation unit may include its own copy.
@@ -46,7 +48,13 @@ constexpr int kSampleCount = 64;  // the fixed noise batch: an 8x8 grid
 
 // Each random stream gets its own Philox key, derived from the run's seed (splitmix64), so the
 // streams never overlap and adding draws to one leaves the others unchanged.
-enum Stream : uint64_t { kStreamInit = 1, kStreamNoise = 2, kStreamFixedNoise = 3, kStreamLoader = 4 };
+enum Stream : uint64_t {
+  kStreamInit = 1,
+  kStreamNoise = 2,
+  kStreamFixedNoise = 3,
+  kStreamLoader = 4,
+  kStreamEval = 5  // --eval-every: the real subset and the generated noise
+};
 uint64_t derive_seed(uint64_t seed, Stream stream) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(stream) + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -55,6 +63,8 @@ uint64_t derive_seed(uint64_t seed, Stream stream) {
 }
 
 // ---- files -----------------------------------------------------------------------------------
+
+}  // namespace
 
 // Writes bytes to path.tmp, flushes them to disk and renames over path.
 void write_file_atomic(const std::string& path, const void* data, size_t n) {
@@ -84,6 +94,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t n) {
     throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
   }
 }
+
+namespace {
 
 // ---- config ----------------------------------------------------------------------------------
 
@@ -154,6 +166,8 @@ void validate(const TrainConfig& c) {
   if (c.iters > 0 && c.epochs > 0) bad("give iterations or epochs, not both");
   if (c.log_every < 1 || c.sample_every < 1 || c.ckpt_every < 1)
     bad("the *-every intervals must be positive");
+  if (c.eval_every < 0) bad("--eval-every must not be negative (0 turns scoring off)");
+  if (c.eval_every > 0 && c.eval_n < 10) bad("--eval-n must be at least 10 (IS uses 10 splits)");
   if (!(c.gp_lambda >= 0)) bad("gp lambda must not be negative");
   if (c.out_dir.empty()) bad("the output directory is empty");
   try {
@@ -191,6 +205,8 @@ std::string probe_cuda(LossKind loss) {
   }
 }
 
+}  // namespace
+
 Device resolve_device(const std::string& name, LossKind loss) {
   if (name == "cpu") return kCPU;
   if (name != "cuda" && name != "auto")
@@ -209,6 +225,8 @@ Device resolve_device(const std::string& name, LossKind loss) {
     std::fprintf(stderr, "xgan train: --device auto: using the CPU, %s\n", why.c_str());
   return kCPU;
 }
+
+namespace {
 
 // ---- state -----------------------------------------------------------------------------------
 
@@ -321,6 +339,8 @@ Tensor generate_samples(GanGenerator& G, const Tensor& z) {
   return G.forward(z, /*train=*/false).to(kCPU);
 }
 
+}  // namespace
+
 std::string resolve_checkpoint_file(const std::string& p) {
   if (fs::is_directory(p)) {
     for (const fs::path& c : {fs::path(p) / "ckpt" / "ckpt.safetensors", fs::path(p) / "ckpt.safetensors"})
@@ -331,8 +351,6 @@ std::string resolve_checkpoint_file(const std::string& p) {
   if (!fs::exists(p)) throw std::runtime_error("checkpoint " + p + " does not exist");
   return p;
 }
-
-}  // namespace
 
 std::string checkpoint_path(const std::string& out_dir) {
   return (fs::path(out_dir) / "ckpt" / "ckpt.safetensors").string();
@@ -445,6 +463,7 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   Tensor fixed_z = Generator(derive_seed(cfg.seed, kStreamFixedNoise))
                        .normal({kSampleCount, cfg.z_dim, 1, 1}, 0.0, 1.0, DType::f32, dev);
   StepOptions step_opt{loss, cfg.gp_lambda};
+  step_opt.record_grads = false;
   step_opt.xai = parse_xai_method(cfg.xai);
   step_opt.guidance = parse_guidance(cfg.guidance);
   step_opt.xai_bn = parse_xai_bn(cfg.xai_bn);
@@ -458,6 +477,15 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
         "xgan train: --iters or --epochs to train further)\n",
         static_cast<long long>(iteration), static_cast<long long>(total));
     return 0;
+  }
+  // --eval-every: the classifier and the real images' statistics, once for the whole run.
+  std::unique_ptr<TrainingScorer> scorer;
+  if (cfg.eval_every > 0) {
+    const std::string w = cfg.eval_weights.empty() ? default_lenet_path(cfg.dataset) : cfg.eval_weights;
+    std::fprintf(stderr,
+                 "xgan train: scoring FID-LeNet / IS-LeNet every %lld iterations on %lld images (%s)\n",
+                 static_cast<long long>(cfg.eval_every), static_cast<long long>(cfg.eval_n), w.c_str());
+    scorer = std::make_unique<TrainingScorer>(w, data, cfg.eval_n, derive_seed(cfg.seed, kStreamEval), dev);
   }
   std::fprintf(
       stderr,
@@ -478,6 +506,23 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   double data_ms_window = 0;
   int64_t window = 0;
   std::string last_progress;
+
+  // Adds FID-LeNet / IS-LeNet of G (eval mode, fixed noise) to a log line and prints them.
+  auto add_scores = [&](nlohmann::ordered_json& line, int64_t it) {
+    const auto t0 = clock::now();
+    const Scores s = scorer->score(G);
+    const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+    line["fid_lenet"] = s.fid;
+    line["is_lenet"] = s.is_mean;
+    line["is_lenet_std"] = s.is_std;
+    line["eval_s"] = std::round(secs * 1000.0) / 1000.0;
+    if (!cfg.progress) return;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "iter %lld  FID-LeNet %.3f  IS-LeNet %.3f +- %.3f  (%lld images, %.1f s)",
+                  static_cast<long long>(it), s.fid, s.is_mean, s.is_std, static_cast<long long>(cfg.eval_n),
+                  secs);
+    std::fprintf(stderr, tty ? "\r%-110s\n" : "%s\n", buf);
+  };
 
   auto write_checkpoint = [&](int64_t it) {
     std::map<std::string, Tensor> tensors;
@@ -544,11 +589,12 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
     }
 
     const bool last = iteration == total;
+    const bool score_now = scorer && (iteration % cfg.eval_every == 0 || last);
     const auto now = clock::now();
     const double ms_done = std::chrono::duration<double, std::milli>(now - t_start).count();
     const double eta_s =
         ms_done / static_cast<double>(iteration - first) * static_cast<double>(total - iteration) / 1000.0;
-    if (iteration % cfg.log_every == 0 || last) {
+    if (iteration % cfg.log_every == 0 || last || score_now) {
       const double ms =
           std::chrono::duration<double, std::milli>(now - t_window).count() / static_cast<double>(window);
       nlohmann::ordered_json line{
@@ -556,9 +602,10 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
       if (wgan) line["gp"] = gp;
       line["ms_per_iter"] = std::round(ms * 1000.0) / 1000.0;
       line["data_ms"] = std::round(data_ms_window / static_cast<double>(window) * 1000.0) / 1000.0;
+      if (score_now) add_scores(line, iteration);
       log << line.dump() << '\n';
       log.flush();
-      t_window = now;
+      t_window = score_now ? clock::now() : now;  // the next window's ms_per_iter leaves scoring out
       data_ms_window = 0;
       window = 0;
     }

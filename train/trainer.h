@@ -7,6 +7,7 @@
 // What a run writes under out_dir:
 //   log.jsonl               one JSON object per log step: iteration, epoch, loss_D, loss_G,
 //                           gp (WGAN-GP), ms_per_iter, data_ms (averages since the previous line)
+//                           and with eval_every > 0 fid_lenet, is_lenet, is_lenet_std, eval_s
 //   samples_<iter>.png      8x8 grid of G (eval mode: BN running statistics) on a fixed noise batch
 //   samples_latest.png      the newest of those
 //   ckpt/ckpt.safetensors   G.*, D.* (parameters and buffers), optG/optD.exp_avg(_sq).*, and in
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "losses/losses.h"
 #include "train/data.h"
 
 namespace xgan {
@@ -51,6 +53,10 @@ struct TrainConfig {
   int64_t log_every = 50, sample_every = 500, ckpt_every = 500;
   std::string device = "cpu";  // cpu | cuda | auto
   bool progress = true;        // the progress line on stderr
+  // FID-LeNet / IS-LeNet (train/eval.h) every N iterations and at the end, added to log.jsonl as
+  // fid_lenet, is_lenet, is_lenet_std, eval_s; 0 = off. eval_weights: default_lenet_path(dataset).
+  int64_t eval_every = 0, eval_n = 2000;
+  std::string eval_weights;
 };
 
 // Exit code of train() when a loss (or, at a checkpoint, a weight) becomes NaN or Inf.
@@ -65,8 +71,21 @@ int train(const TrainConfig& cfg, bool resume);
 // The same on an already-loaded data set (its images must be [N, C, image_size, image_size]).
 int train(const TrainConfig& cfg, bool resume, const Dataset& data);
 
+// Writes bytes to path.tmp, flushes them and renames over path: a reader never sees half a file.
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+inline void write_text_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+// "cpu", "cuda" or "auto" (CUDA when a GPU is present and the backend can run a training step
+// for `loss`). Throws with the reason when cuda was asked for and cannot be used.
+Device resolve_device(const std::string& name, LossKind loss);
+
 // out_dir/ckpt/ckpt.safetensors
 std::string checkpoint_path(const std::string& out_dir);
+// The checkpoint file meant by `p`: p itself, or p/ckpt/ckpt.safetensors or p/ckpt.safetensors
+// for a directory. Throws when there is none.
+std::string resolve_checkpoint_file(const std::string& p);
 
 // `xgan sample`: a grid of G's samples from a checkpoint (a file, a run's out_dir, or its ckpt/).
 // Without a seed it uses the run's fixed noise, so with n = 64 the grid equals samples_latest.png
