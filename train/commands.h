@@ -13,6 +13,7 @@ Run add_train(CLI::App& app);    // train/cmd_train.cpp: xgan train
 Run add_sample(CLI::App& app);   // train/cmd_train.cpp: xgan sample
 Run add_step(CLI::App& app);     // train/cmd_step.cpp: xgan step
 Run add_explain(CLI::App& app);  // train/cmd_explain.cpp: xgan explain
+Run add_bench(CLI::App& app);    // train/cmd_bench.cpp: xgan bench
 
 // The four X-GAN guidance options shared by `train` and `step` (train/cli_xai.cpp): their names,
 // valid values and help; the defaults are whatever the strings hold when this is called.

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   add(xgan::cli::add_sample);
   add(xgan::cli::add_step);
   add(xgan::cli::add_explain);
+  add(xgan::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

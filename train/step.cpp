@@ -81,7 +81,7 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
     total_D = total_D + rec.gp * opt.gp_lambda;
   }
   backward(total_D);
-  rec.grad_D = snapshot_grads(D);
+  if (opt.record_grads) rec.grad_D = snapshot_grads(D);
   opt_D.step();
   rec.loss_D = rec.loss_D.detach();
   if (rec.gp.defined()) rec.gp = rec.gp.detach();
@@ -105,7 +105,7 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
     rec.dLdimg_guided = r.guided;
   }
   backward({fake}, {rec.dLdimg_guided});
-  rec.grad_G = snapshot_grads(G);
+  if (opt.record_grads) rec.grad_G = snapshot_grads(G);
   opt_G.step();
   rec.loss_G = loss_G.detach();
   rec.fake = fake.detach();

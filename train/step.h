@@ -32,6 +32,9 @@ struct StepOptions {
   Guidance guidance = Guidance::elementwise;   // the paper's text; as_coded = the authors' code
   XaiBatchNorm xai_bn = XaiBatchNorm::captum;  // what the authors' captum call did
   XaiNorm xai_norm = XaiNorm::batch;           // the authors' min-max over the whole batch
+  // Copy every gradient into StepRecord::grad_D / grad_G (for `xgan step` and the tests). The
+  // trainer and the benchmark turn it off: the copies cost memory traffic and nobody reads them.
+  bool record_grads = true;
 };
 
 struct StepRecord {

@@ -56,6 +56,8 @@ uint64_t derive_seed(uint64_t seed, Stream stream) {
 
 // ---- files -----------------------------------------------------------------------------------
 
+}  // namespace
+
 // Writes bytes to path.tmp, flushes them to disk and renames over path.
 void write_file_atomic(const std::string& path, const void* data, size_t n) {
   const std::string tmp = path + ".tmp";
@@ -84,6 +86,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t n) {
     throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
   }
 }
+
+namespace {
 
 // ---- config ----------------------------------------------------------------------------------
 
@@ -191,6 +195,8 @@ std::string probe_cuda(LossKind loss) {
   }
 }
 
+}  // namespace
+
 Device resolve_device(const std::string& name, LossKind loss) {
   if (name == "cpu") return kCPU;
   if (name != "cuda" && name != "auto")
@@ -209,6 +215,8 @@ Device resolve_device(const std::string& name, LossKind loss) {
     std::fprintf(stderr, "xgan train: --device auto: using the CPU, %s\n", why.c_str());
   return kCPU;
 }
+
+namespace {
 
 // ---- state -----------------------------------------------------------------------------------
 
@@ -445,6 +453,7 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   Tensor fixed_z = Generator(derive_seed(cfg.seed, kStreamFixedNoise))
                        .normal({kSampleCount, cfg.z_dim, 1, 1}, 0.0, 1.0, DType::f32, dev);
   StepOptions step_opt{loss, cfg.gp_lambda};
+  step_opt.record_grads = false;
   step_opt.xai = parse_xai_method(cfg.xai);
   step_opt.guidance = parse_guidance(cfg.guidance);
   step_opt.xai_bn = parse_xai_bn(cfg.xai_bn);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "losses/losses.h"
 #include "train/data.h"
 
 namespace xgan {
@@ -64,6 +65,16 @@ inline constexpr int kExitNonFinite = 3;
 int train(const TrainConfig& cfg, bool resume);
 // The same on an already-loaded data set (its images must be [N, C, image_size, image_size]).
 int train(const TrainConfig& cfg, bool resume, const Dataset& data);
+
+// Writes bytes to path.tmp, flushes them and renames over path: a reader never sees half a file.
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+inline void write_text_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+// "cpu", "cuda" or "auto" (CUDA when a GPU is present and the backend can run a training step
+// for `loss`). Throws with the reason when cuda was asked for and cannot be used.
+Device resolve_device(const std::string& name, LossKind loss);
 
 // out_dir/ckpt/ckpt.safetensors
 std::string checkpoint_path(const std::string& out_dir);
