@@ -1,10 +1,14 @@
 // CPU forwards of the elementwise, shape and reduction ops, plus fill/cast/add_inplace.
-// Binary ops have fast paths for equal shapes and a scalar operand; anything else goes through
-// broadcast index arithmetic. Loops are OpenMP-parallel above a size where threads pay off.
+// Binary ops have a fast path for equal shapes; anything else (scalars, per-channel operands)
+// runs as rows of a merged broadcast (plan_rows). Loops are OpenMP-parallel above a size where threads pay off.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "engine/backend.h"
 #include "engine/primitives.h"
@@ -15,6 +19,82 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 14;  // below this, thread start-up costs more than the loop
 
+// The broadcast of inputs to the output's shape, written as rows: adjacent dims are merged while
+// every input is either contiguous across both or constant across both, so what is left is
+// [outer..., inner] where each input's stride along `inner` is 1 or 0. The kernels then run tight
+// (vectorisable) loops along rows and do the index arithmetic once per row, not per element:
+// batch norm's per-channel [1, C, 1, 1] operands become rows of H*W with a constant.
+struct RowPlan {
+  std::vector<int64_t> outer;                 // sizes of the outer dims (may be empty)
+  std::vector<std::vector<int64_t>> strides;  // per input: strides of the outer dims
+  int64_t inner = 1;
+  std::vector<int64_t> inner_stride;  // per input: 1 or 0
+};
+
+RowPlan plan_rows(const std::vector<Shape>& in, const Shape& out) {
+  const size_t k = in.size();
+  std::vector<std::vector<int64_t>> st(k);
+  for (size_t i = 0; i < k; ++i) st[i] = cpu::broadcast_strides(in[i], out);
+  // Dims from the innermost outwards, size-1 dims dropped (they index nothing).
+  std::vector<int64_t> sz;
+  std::vector<std::vector<int64_t>> ds(k);
+  for (size_t d = out.size(); d-- > 0;) {
+    if (out[d] == 1) continue;
+    const bool mergeable = !sz.empty() && [&] {
+      for (size_t i = 0; i < k; ++i)
+        if (st[i][d] != ds[i].back() * sz.back()) return false;
+      return true;
+    }();
+    if (mergeable) {
+      sz.back() *= out[d];
+    } else {
+      sz.push_back(out[d]);
+      for (size_t i = 0; i < k; ++i) ds[i].push_back(st[i][d]);
+    }
+  }
+  RowPlan p;
+  p.strides.resize(k);
+  p.inner_stride.assign(k, 0);
+  if (sz.empty()) return p;  // a single element
+  p.inner = sz.front();
+  for (size_t i = 0; i < k; ++i) p.inner_stride[i] = ds[i].front();
+  for (size_t d = sz.size(); d-- > 1;) {  // outermost first
+    p.outer.push_back(sz[d]);
+    for (size_t i = 0; i < k; ++i) p.strides[i].push_back(ds[i][d]);
+  }
+  return p;
+}
+
+// Runs row(r, j0, len, offsets) over output elements [0, n) split evenly across the threads;
+// a thread's range may start and end inside a row.
+template <class RowFn>
+void for_each_row_range(const RowPlan& p, int64_t n, RowFn row) {
+  const size_t k = p.strides.size();
+#pragma omp parallel if (n > kParallelMin)
+  {
+    int64_t threads = 1, t = 0;
+#ifdef _OPENMP
+    threads = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    int64_t lo = n * t / threads;
+    const int64_t hi = n * (t + 1) / threads;
+    std::vector<int64_t> off(k);
+    while (lo < hi) {
+      const int64_t r = lo / p.inner, j = lo % p.inner, len = std::min(p.inner - j, hi - lo);
+      for (size_t i = 0; i < k; ++i) off[i] = 0;
+      int64_t rest = r;
+      for (size_t d = p.outer.size(); d-- > 0;) {
+        const int64_t q = rest % p.outer[d];
+        rest /= p.outer[d];
+        for (size_t i = 0; i < k; ++i) off[i] += q * p.strides[i][d];
+      }
+      row(lo, j, len, off);
+      lo += len;
+    }
+  }
+}
+
 template <class T, class F>
 void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   const T* pa = a.data<T>();
@@ -24,22 +104,26 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   if (a.shape() == out.shape() && b.shape() == out.shape()) {
 #pragma omp parallel for if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
-  } else if (b.numel() == 1 && a.shape() == out.shape()) {
-    const T vb = pb[0];
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
-  } else if (a.numel() == 1 && b.shape() == out.shape()) {
-    const T va = pa[0];
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
-  } else {
-    const auto sa = cpu::broadcast_strides(a.shape(), out.shape());
-    const auto sb = cpu::broadcast_strides(b.shape(), out.shape());
-    const Shape& os = out.shape();
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i)
-      po[i] = f(pa[cpu::broadcast_offset(i, os, sa)], pb[cpu::broadcast_offset(i, os, sb)]);
+    return;
   }
+  const RowPlan p = plan_rows({a.shape(), b.shape()}, out.shape());
+  const int64_t ia = p.inner_stride[0], ib = p.inner_stride[1];
+  for_each_row_range(p, n, [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+    const T* ra = pa + off[0] + j * ia;
+    const T* rb = pb + off[1] + j * ib;
+    T* ro = po + o;
+    if (ia && ib) {
+      for (int64_t x = 0; x < len; ++x) ro[x] = f(ra[x], rb[x]);
+    } else if (ia) {
+      const T vb = rb[0];
+      for (int64_t x = 0; x < len; ++x) ro[x] = f(ra[x], vb);
+    } else if (ib) {
+      const T va = ra[0];
+      for (int64_t x = 0; x < len; ++x) ro[x] = f(va, rb[x]);
+    } else {
+      std::fill_n(ro, len, f(ra[0], rb[0]));
+    }
+  });
 }
 
 template <class T, class F>
@@ -100,11 +184,16 @@ void BroadcastTo::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
     using T = decltype(t);
     const T* px = in[0].data<T>();
     T* po = out.data<T>();
-    const auto st = cpu::broadcast_strides(in[0].shape(), out.shape());
-    const Shape& os = out.shape();
-    const int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = px[cpu::broadcast_offset(i, os, st)];
+    const RowPlan p = plan_rows({in[0].shape()}, out.shape());
+    const int64_t ix = p.inner_stride[0];
+    for_each_row_range(p, out.numel(), [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+      const T* rx = px + off[0] + j * ix;
+      if (ix) {
+        std::copy_n(rx, len, po + o);
+      } else {
+        std::fill_n(po + o, len, rx[0]);
+      }
+    });
   });
 }
 
