@@ -102,26 +102,29 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   T* po = out.data<T>();
   const int64_t n = out.numel();
   if (a.shape() == out.shape() && b.shape() == out.shape()) {
-#pragma omp parallel for if (n > kParallelMin)
+    // firstprivate: each thread's own copy of f, so a captured float (a slope) cannot be aliased
+    // by the float stores and stays in a register; the loop then vectorises.
+#pragma omp parallel for firstprivate(f) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
     return;
   }
   const RowPlan p = plan_rows({a.shape(), b.shape()}, out.shape());
   const int64_t ia = p.inner_stride[0], ib = p.inner_stride[1];
   for_each_row_range(p, n, [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+    const F f_row = f;  // a local copy: its captures stay in registers (see the firstprivate above)
     const T* ra = pa + off[0] + j * ia;
     const T* rb = pb + off[1] + j * ib;
     T* ro = po + o;
     if (ia && ib) {
-      for (int64_t x = 0; x < len; ++x) ro[x] = f(ra[x], rb[x]);
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(ra[x], rb[x]);
     } else if (ia) {
       const T vb = rb[0];
-      for (int64_t x = 0; x < len; ++x) ro[x] = f(ra[x], vb);
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(ra[x], vb);
     } else if (ib) {
       const T va = ra[0];
-      for (int64_t x = 0; x < len; ++x) ro[x] = f(va, rb[x]);
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(va, rb[x]);
     } else {
-      std::fill_n(ro, len, f(ra[0], rb[0]));
+      std::fill_n(ro, len, f_row(ra[0], rb[0]));
     }
   });
 }
@@ -131,7 +134,7 @@ void unary_kernel(const Tensor& x, Tensor& out, F f) {
   const T* px = x.data<T>();
   T* po = out.data<T>();
   const int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelMin)
+#pragma omp parallel for firstprivate(f) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
 }
 
@@ -155,21 +158,36 @@ XGAN_BINARY_CPU(Equal, a == b ? T(1) : T(0))
   void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) { \
     cpu::dispatch_float(out.dtype(), name(), [&](auto t) {           \
       using T = decltype(t);                                         \
-      unary_kernel<T>(in[0], out, [&](T x) -> T { return expr; });   \
+      unary_kernel<T>(in[0], out, [](T x) -> T { return expr; });    \
     });                                                              \
   }
 XGAN_UNARY_CPU(Neg, -x)
 XGAN_UNARY_CPU(Exp, std::exp(x))
 XGAN_UNARY_CPU(Log, std::log(x))
 XGAN_UNARY_CPU(Sqrt, std::sqrt(x))
-XGAN_UNARY_CPU(Pow, std::pow(x, static_cast<T>(exponent)))
 XGAN_UNARY_CPU(Abs, std::abs(x))
 XGAN_UNARY_CPU(Sign, T((x > 0) - (x < 0)))
-XGAN_UNARY_CPU(LeakyRelu, x > 0 ? x : x * static_cast<T>(slope))
 XGAN_UNARY_CPU(Tanh, std::tanh(x))
 // Split at 0 so exp never overflows: for x < 0, e^x / (1 + e^x).
 XGAN_UNARY_CPU(Sigmoid, x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)))
 #undef XGAN_UNARY_CPU
+
+// The ops with an attribute: read it once into a T, captured by value.
+void Pow::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T p = static_cast<T>(exponent);
+    unary_kernel<T>(in[0], out, [p](T x) { return std::pow(x, p); });
+  });
+}
+
+void LeakyRelu::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T s = static_cast<T>(slope);
+    unary_kernel<T>(in[0], out, [s](T x) { return x > 0 ? x : x * s; });
+  });
+}
 
 void LeakyReluGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
@@ -198,20 +216,27 @@ void BroadcastTo::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
 }
 
 namespace {
-// Reduction over `dims` of x into out (numel = product of kept dims). For each output element the
-// reduced positions are visited through a precomputed offset table; sums accumulate in double.
-template <class T, class Acc, class Init, class Step>
-void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, Init init, Step step) {
+// Reduction over `dims` of x into out (numel = product of kept dims). The reduced positions of an
+// output element are visited as contiguous runs (the trailing reduced dims, H*W for batch norm's
+// per-channel sums) through a table of run starts; run(acc, p, len) folds one run in. Sums
+// accumulate in double. Every order of additions is fixed by the shape alone (a full reduction is
+// cut into fixed-size pieces added up in order), so results never depend on the thread count.
+template <class T, class Acc, class Init, class Run>
+void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, Init init, Run run) {
   const Shape& s = x.shape();
   const int nd = static_cast<int>(s.size());
   std::vector<int64_t> stride(static_cast<size_t>(nd), 1);
   for (int d = nd - 2; d >= 0; --d) stride[d] = stride[d + 1] * s[d + 1];
   std::vector<bool> red(static_cast<size_t>(nd), false);
   for (int d : dims) red[static_cast<size_t>(d)] = true;
-  // Offsets of all reduced positions relative to an output element's base.
+  // The trailing reduced dims form contiguous runs of `len` elements.
+  int tail = nd;
+  int64_t len = 1;
+  while (tail > 0 && red[static_cast<size_t>(tail - 1)]) len *= s[--tail];
+  // Offsets of the run starts relative to an output element's base, and of the output elements.
   std::vector<int64_t> roff{0};
   std::vector<int64_t> koff{0};
-  for (int d = 0; d < nd; ++d) {
+  for (int d = 0; d < tail; ++d) {
     auto& v = red[d] ? roff : koff;
     std::vector<int64_t> next;
     next.reserve(v.size() * static_cast<size_t>(s[d]));
@@ -221,25 +246,27 @@ void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, I
   }
   const T* px = x.data<T>();
   T* po = out.data<T>();
-  const int64_t nout = static_cast<int64_t>(koff.size()), nred = static_cast<int64_t>(roff.size());
+  const int64_t nout = static_cast<int64_t>(koff.size()), nruns = static_cast<int64_t>(roff.size());
   if (nout == 1) {
-    Acc acc = init();
-#pragma omp parallel if (nred > kParallelMin)
-    {
-      Acc local = init();
-#pragma omp for nowait
-      for (int64_t r = 0; r < nred; ++r) local = step(local, px[roff[r]]);
-#pragma omp critical
-      acc = step(acc, local);
+    // Pieces: each run, cut into chunks of kPiece elements; partial results kept in order.
+    constexpr int64_t kPiece = 1 << 14;
+    const int64_t per_run = std::max<int64_t>(1, (len + kPiece - 1) / kPiece);
+    std::vector<Acc> part(static_cast<size_t>(nruns * per_run));
+#pragma omp parallel for schedule(static) if (nruns * len > kParallelMin)
+    for (int64_t q = 0; q < nruns * per_run; ++q) {
+      const int64_t r = q / per_run, lo = (q % per_run) * kPiece;
+      part[static_cast<size_t>(q)] = run(init(), px + roff[r] + lo, std::min(kPiece, len - lo));
     }
+    Acc acc = init();
+    for (const Acc& v : part) acc = run(acc, &v, 1);
     po[0] = static_cast<T>(acc);
     return;
   }
-#pragma omp parallel for if (nout * nred > kParallelMin)
+#pragma omp parallel for if (nout * nruns * len > kParallelMin)
   for (int64_t o = 0; o < nout; ++o) {
     Acc acc = init();
     const T* base = px + koff[o];
-    for (int64_t r = 0; r < nred; ++r) acc = step(acc, base[roff[r]]);
+    for (int64_t r = 0; r < nruns; ++r) acc = run(acc, base + roff[r], len);
     po[o] = static_cast<T>(acc);
   }
 }
@@ -249,7 +276,8 @@ void Sum::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
     using T = decltype(t);
     reduce_kernel<T, double>(
-        in[0], dims, out, [] { return 0.0; }, [](double a, double v) { return a + v; });
+        in[0], dims, out, [] { return 0.0; },
+        [](double a, const auto* p, int64_t n) { return a + cpu::sum_lanes(p, n); });
   });
 }
 
@@ -259,7 +287,10 @@ void Max::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
     // NaN propagates, as in torch.amax.
     reduce_kernel<T, T>(
         in[0], dims, out, [] { return -std::numeric_limits<T>::infinity(); },
-        [](T a, T v) { return (v > a || std::isnan(v)) && !std::isnan(a) ? v : a; });
+        [](T a, const T* p, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) a = (p[i] > a || std::isnan(p[i])) && !std::isnan(a) ? p[i] : a;
+          return a;
+        });
   });
 }
 
