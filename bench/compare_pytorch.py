@@ -304,22 +304,36 @@ def main():
     if args.markdown:
         cmd = "OMP_NUM_THREADS={t} /usr/bin/python3 bench/compare_pytorch.py --xgan {x} --threads {t} --iters {i} --warmup {w}".format(
             t=args.threads, x=args.xgan, i=args.iters, w=args.warmup)
-        with open(args.markdown, "w") as f:
-            f.write(MARKDOWN.format(machine=machine, cmd=cmd, table=table, date=time.strftime("%Y-%m-%d"),
-                                    chart=os.path.relpath(args.chart, os.path.dirname(args.markdown)) if args.chart else ""))
+        section = SECTION.format(machine=machine, cmd=cmd, table=table, date=time.strftime("%Y-%m-%d"),
+                                 epoch=epoch, batch=args.batch, width=args.width)
+        if args.chart:
+            chart = os.path.relpath(args.chart, os.path.dirname(os.path.abspath(args.markdown)))
+            section += f"\n![ms per iteration, xgan and PyTorch]({chart})\n"
+        replace_section(args.markdown, section)
 
 
-MARKDOWN = """# Performance: one training iteration, xgan beside PyTorch
+BEGIN, END = "<!-- compare_pytorch.py: begin -->", "<!-- compare_pytorch.py: end -->"
 
-Measured {date} on {machine}, one configuration after the other in the same run (the machine
-was otherwise idle). Median of the timed iterations; an epoch is 60000 / 32 iterations (MNIST).
-Regenerate with:
+SECTION = """Measured {date} on {machine}: each configuration timed by `xgan bench` and then by
+PyTorch, one after the other in the same run. Batch {batch}, width {width}; median of the timed
+iterations; an epoch is {epoch} iterations. Regenerate with:
 
     {cmd} --markdown docs/performance.md --chart docs/img/performance.png
 
-{table}
-![ms per iteration, xgan and PyTorch]({chart})
-"""
+{table}"""
+
+
+def replace_section(path, section):
+    """Writes `section` between the BEGIN/END markers of `path`, keeping the rest of the file."""
+    text = open(path).read() if os.path.exists(path) else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    os.replace(path + ".tmp", path)
+
 
 if __name__ == "__main__":
     main()

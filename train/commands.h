@@ -15,8 +15,8 @@ Run add_step(CLI::App& app);     // train/cmd_step.cpp: xgan step
 Run add_explain(CLI::App& app);  // train/cmd_explain.cpp: xgan explain
 Run add_train_classifier(CLI::App& app);  // train/cmd_classifier.cpp: xgan train-classifier
 Run add_eval(CLI::App& app);              // train/cmd_eval.cpp: xgan eval
-Run add_bench(CLI::App& app);    // train/cmd_bench.cpp: xgan bench
-Run add_fid(CLI::App& app);      // train/cmd_fid.cpp: xgan fid
+Run add_fid(CLI::App& app);               // train/cmd_fid.cpp: xgan fid
+Run add_bench(CLI::App& app);             // train/cmd_bench.cpp: xgan bench
 
 // The four X-GAN guidance options shared by `train` and `step` (train/cli_xai.cpp): their names,
 // valid values and help; the defaults are whatever the strings hold when this is called.

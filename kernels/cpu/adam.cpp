@@ -27,7 +27,10 @@ void adam_loop(T* p, const T* g, T* m, T* v, int64_t n, int64_t step, const Adam
   const T beta2 = static_cast<T>(cfg.beta2), one_minus_beta2 = static_cast<T>(1.0 - cfg.beta2);
   const T bc2_sqrt = static_cast<T>(bias_correction2_sqrt), eps = static_cast<T>(cfg.eps);
   const T neg_step_size = static_cast<T>(-step_size);
-#pragma omp parallel for schedule(static) if (n >= kParallelElements)
+  // firstprivate: each thread holds the constants itself; shared, they live in memory the float
+  // stores might alias, and are re-read on every element (the loop then does not vectorise).
+#pragma omp parallel for schedule(static) if (n >= kParallelElements) \
+    firstprivate(decay, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size)
   for (int64_t i = 0; i < n; ++i) {
     T grad = g[i];
     if (decay) grad = grad + wd * p[i];                         // grad.add(param, alpha=wd)

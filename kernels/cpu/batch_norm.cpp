@@ -1,7 +1,7 @@
 // CPU batch norm over (N, H, W) per channel: training (batch statistics, running-statistics
-// update) and inference (running statistics). Each channel is one OpenMP task reduced serially in
-// double, two passes (mean, then squared deviations), so results do not depend on the thread count
-// and a large mean does not cancel the variance away.
+// update) and inference (running statistics). Each channel is one OpenMP task reduced in double
+// in a fixed order (cpu::sum_lanes), two passes (mean, then squared deviations), so results do not
+// depend on the thread count and a large mean does not cancel the variance away.
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -69,19 +69,10 @@ void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < l.C; ++c) {
     double sum = 0;
-    for (int64_t n = 0; n < l.N; ++n) {
-      const T* xc = xd + (n * l.C + c) * l.S;
-      for (int64_t i = 0; i < l.S; ++i) sum += xc[i];
-    }
+    for (int64_t n = 0; n < l.N; ++n) sum += cpu::sum_lanes(xd + (n * l.C + c) * l.S, l.S);
     const double mean = sum / static_cast<double>(M);
     double sq = 0;
-    for (int64_t n = 0; n < l.N; ++n) {
-      const T* xc = xd + (n * l.C + c) * l.S;
-      for (int64_t i = 0; i < l.S; ++i) {
-        const double d = xc[i] - mean;
-        sq += d * d;
-      }
-    }
+    for (int64_t n = 0; n < l.N; ++n) sq += cpu::sum_sq_dev_lanes(xd + (n * l.C + c) * l.S, l.S, mean);
     const double var = sq / static_cast<double>(M);
     const double scale = gd[c] / std::sqrt(var + eps);
     apply_affine(xd, l, c, static_cast<T>(scale), static_cast<T>(bd[c] - mean * scale), yd);

@@ -1,10 +1,14 @@
 // CPU forwards of the elementwise, shape and reduction ops, plus fill/cast/add_inplace.
-// Binary ops have fast paths for equal shapes and a scalar operand; anything else goes through
-// broadcast index arithmetic. Loops are OpenMP-parallel above a size where threads pay off.
+// Binary ops have a fast path for equal shapes; anything else (scalars, per-channel operands)
+// runs as rows of a merged broadcast (plan_rows). Loops are OpenMP-parallel above a size where threads pay off.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "engine/backend.h"
 #include "engine/primitives.h"
@@ -15,6 +19,82 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 14;  // below this, thread start-up costs more than the loop
 
+// The broadcast of inputs to the output's shape, written as rows: adjacent dims are merged while
+// every input is either contiguous across both or constant across both, so what is left is
+// [outer..., inner] where each input's stride along `inner` is 1 or 0. The kernels then run tight
+// (vectorisable) loops along rows and do the index arithmetic once per row, not per element:
+// batch norm's per-channel [1, C, 1, 1] operands become rows of H*W with a constant.
+struct RowPlan {
+  std::vector<int64_t> outer;                 // sizes of the outer dims (may be empty)
+  std::vector<std::vector<int64_t>> strides;  // per input: strides of the outer dims
+  int64_t inner = 1;
+  std::vector<int64_t> inner_stride;  // per input: 1 or 0
+};
+
+RowPlan plan_rows(const std::vector<Shape>& in, const Shape& out) {
+  const size_t k = in.size();
+  std::vector<std::vector<int64_t>> st(k);
+  for (size_t i = 0; i < k; ++i) st[i] = cpu::broadcast_strides(in[i], out);
+  // Dims from the innermost outwards, size-1 dims dropped (they index nothing).
+  std::vector<int64_t> sz;
+  std::vector<std::vector<int64_t>> ds(k);
+  for (size_t d = out.size(); d-- > 0;) {
+    if (out[d] == 1) continue;
+    const bool mergeable = !sz.empty() && [&] {
+      for (size_t i = 0; i < k; ++i)
+        if (st[i][d] != ds[i].back() * sz.back()) return false;
+      return true;
+    }();
+    if (mergeable) {
+      sz.back() *= out[d];
+    } else {
+      sz.push_back(out[d]);
+      for (size_t i = 0; i < k; ++i) ds[i].push_back(st[i][d]);
+    }
+  }
+  RowPlan p;
+  p.strides.resize(k);
+  p.inner_stride.assign(k, 0);
+  if (sz.empty()) return p;  // a single element
+  p.inner = sz.front();
+  for (size_t i = 0; i < k; ++i) p.inner_stride[i] = ds[i].front();
+  for (size_t d = sz.size(); d-- > 1;) {  // outermost first
+    p.outer.push_back(sz[d]);
+    for (size_t i = 0; i < k; ++i) p.strides[i].push_back(ds[i][d]);
+  }
+  return p;
+}
+
+// Runs row(r, j0, len, offsets) over output elements [0, n) split evenly across the threads;
+// a thread's range may start and end inside a row.
+template <class RowFn>
+void for_each_row_range(const RowPlan& p, int64_t n, RowFn row) {
+  const size_t k = p.strides.size();
+#pragma omp parallel if (n > kParallelMin)
+  {
+    int64_t threads = 1, t = 0;
+#ifdef _OPENMP
+    threads = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    int64_t lo = n * t / threads;
+    const int64_t hi = n * (t + 1) / threads;
+    std::vector<int64_t> off(k);
+    while (lo < hi) {
+      const int64_t r = lo / p.inner, j = lo % p.inner, len = std::min(p.inner - j, hi - lo);
+      for (size_t i = 0; i < k; ++i) off[i] = 0;
+      int64_t rest = r;
+      for (size_t d = p.outer.size(); d-- > 0;) {
+        const int64_t q = rest % p.outer[d];
+        rest /= p.outer[d];
+        for (size_t i = 0; i < k; ++i) off[i] += q * p.strides[i][d];
+      }
+      row(lo, j, len, off);
+      lo += len;
+    }
+  }
+}
+
 template <class T, class F>
 void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   const T* pa = a.data<T>();
@@ -22,24 +102,31 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   T* po = out.data<T>();
   const int64_t n = out.numel();
   if (a.shape() == out.shape() && b.shape() == out.shape()) {
-#pragma omp parallel for if (n > kParallelMin)
+    // firstprivate: each thread's own copy of f, so a captured float (a slope) cannot be aliased
+    // by the float stores and stays in a register; the loop then vectorises.
+#pragma omp parallel for firstprivate(f) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
-  } else if (b.numel() == 1 && a.shape() == out.shape()) {
-    const T vb = pb[0];
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
-  } else if (a.numel() == 1 && b.shape() == out.shape()) {
-    const T va = pa[0];
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
-  } else {
-    const auto sa = cpu::broadcast_strides(a.shape(), out.shape());
-    const auto sb = cpu::broadcast_strides(b.shape(), out.shape());
-    const Shape& os = out.shape();
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i)
-      po[i] = f(pa[cpu::broadcast_offset(i, os, sa)], pb[cpu::broadcast_offset(i, os, sb)]);
+    return;
   }
+  const RowPlan p = plan_rows({a.shape(), b.shape()}, out.shape());
+  const int64_t ia = p.inner_stride[0], ib = p.inner_stride[1];
+  for_each_row_range(p, n, [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+    const F f_row = f;  // a local copy: its captures stay in registers (see the firstprivate above)
+    const T* ra = pa + off[0] + j * ia;
+    const T* rb = pb + off[1] + j * ib;
+    T* ro = po + o;
+    if (ia && ib) {
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(ra[x], rb[x]);
+    } else if (ia) {
+      const T vb = rb[0];
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(ra[x], vb);
+    } else if (ib) {
+      const T va = ra[0];
+      for (int64_t x = 0; x < len; ++x) ro[x] = f_row(va, rb[x]);
+    } else {
+      std::fill_n(ro, len, f_row(ra[0], rb[0]));
+    }
+  });
 }
 
 template <class T, class F>
@@ -47,7 +134,7 @@ void unary_kernel(const Tensor& x, Tensor& out, F f) {
   const T* px = x.data<T>();
   T* po = out.data<T>();
   const int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelMin)
+#pragma omp parallel for firstprivate(f) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
 }
 
@@ -71,21 +158,36 @@ XGAN_BINARY_CPU(Equal, a == b ? T(1) : T(0))
   void Class::eval_cpu(const std::vector<Tensor>& in, Tensor& out) { \
     cpu::dispatch_float(out.dtype(), name(), [&](auto t) {           \
       using T = decltype(t);                                         \
-      unary_kernel<T>(in[0], out, [&](T x) -> T { return expr; });   \
+      unary_kernel<T>(in[0], out, [](T x) -> T { return expr; });    \
     });                                                              \
   }
 XGAN_UNARY_CPU(Neg, -x)
 XGAN_UNARY_CPU(Exp, std::exp(x))
 XGAN_UNARY_CPU(Log, std::log(x))
 XGAN_UNARY_CPU(Sqrt, std::sqrt(x))
-XGAN_UNARY_CPU(Pow, std::pow(x, static_cast<T>(exponent)))
 XGAN_UNARY_CPU(Abs, std::abs(x))
 XGAN_UNARY_CPU(Sign, T((x > 0) - (x < 0)))
-XGAN_UNARY_CPU(LeakyRelu, x > 0 ? x : x * static_cast<T>(slope))
 XGAN_UNARY_CPU(Tanh, std::tanh(x))
 // Split at 0 so exp never overflows: for x < 0, e^x / (1 + e^x).
 XGAN_UNARY_CPU(Sigmoid, x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)))
 #undef XGAN_UNARY_CPU
+
+// The ops with an attribute: read it once into a T, captured by value.
+void Pow::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T p = static_cast<T>(exponent);
+    unary_kernel<T>(in[0], out, [p](T x) { return std::pow(x, p); });
+  });
+}
+
+void LeakyRelu::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
+  cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
+    using T = decltype(t);
+    const T s = static_cast<T>(slope);
+    unary_kernel<T>(in[0], out, [s](T x) { return x > 0 ? x : x * s; });
+  });
+}
 
 void LeakyReluGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
@@ -100,29 +202,41 @@ void BroadcastTo::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
     using T = decltype(t);
     const T* px = in[0].data<T>();
     T* po = out.data<T>();
-    const auto st = cpu::broadcast_strides(in[0].shape(), out.shape());
-    const Shape& os = out.shape();
-    const int64_t n = out.numel();
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) po[i] = px[cpu::broadcast_offset(i, os, st)];
+    const RowPlan p = plan_rows({in[0].shape()}, out.shape());
+    const int64_t ix = p.inner_stride[0];
+    for_each_row_range(p, out.numel(), [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+      const T* rx = px + off[0] + j * ix;
+      if (ix) {
+        std::copy_n(rx, len, po + o);
+      } else {
+        std::fill_n(po + o, len, rx[0]);
+      }
+    });
   });
 }
 
 namespace {
-// Reduction over `dims` of x into out (numel = product of kept dims). For each output element the
-// reduced positions are visited through a precomputed offset table; sums accumulate in double.
-template <class T, class Acc, class Init, class Step>
-void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, Init init, Step step) {
+// Reduction over `dims` of x into out (numel = product of kept dims). The reduced positions of an
+// output element are visited as contiguous runs (the trailing reduced dims, H*W for batch norm's
+// per-channel sums) through a table of run starts; run(acc, p, len) folds one run in. Sums
+// accumulate in double. Every order of additions is fixed by the shape alone (a full reduction is
+// cut into fixed-size pieces added up in order), so results never depend on the thread count.
+template <class T, class Acc, class Init, class Run>
+void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, Init init, Run run) {
   const Shape& s = x.shape();
   const int nd = static_cast<int>(s.size());
   std::vector<int64_t> stride(static_cast<size_t>(nd), 1);
   for (int d = nd - 2; d >= 0; --d) stride[d] = stride[d + 1] * s[d + 1];
   std::vector<bool> red(static_cast<size_t>(nd), false);
   for (int d : dims) red[static_cast<size_t>(d)] = true;
-  // Offsets of all reduced positions relative to an output element's base.
+  // The trailing reduced dims form contiguous runs of `len` elements.
+  int tail = nd;
+  int64_t len = 1;
+  while (tail > 0 && red[static_cast<size_t>(tail - 1)]) len *= s[--tail];
+  // Offsets of the run starts relative to an output element's base, and of the output elements.
   std::vector<int64_t> roff{0};
   std::vector<int64_t> koff{0};
-  for (int d = 0; d < nd; ++d) {
+  for (int d = 0; d < tail; ++d) {
     auto& v = red[d] ? roff : koff;
     std::vector<int64_t> next;
     next.reserve(v.size() * static_cast<size_t>(s[d]));
@@ -132,25 +246,27 @@ void reduce_kernel(const Tensor& x, const std::vector<int>& dims, Tensor& out, I
   }
   const T* px = x.data<T>();
   T* po = out.data<T>();
-  const int64_t nout = static_cast<int64_t>(koff.size()), nred = static_cast<int64_t>(roff.size());
+  const int64_t nout = static_cast<int64_t>(koff.size()), nruns = static_cast<int64_t>(roff.size());
   if (nout == 1) {
-    Acc acc = init();
-#pragma omp parallel if (nred > kParallelMin)
-    {
-      Acc local = init();
-#pragma omp for nowait
-      for (int64_t r = 0; r < nred; ++r) local = step(local, px[roff[r]]);
-#pragma omp critical
-      acc = step(acc, local);
+    // Pieces: each run, cut into chunks of kPiece elements; partial results kept in order.
+    constexpr int64_t kPiece = 1 << 14;
+    const int64_t per_run = std::max<int64_t>(1, (len + kPiece - 1) / kPiece);
+    std::vector<Acc> part(static_cast<size_t>(nruns * per_run));
+#pragma omp parallel for schedule(static) if (nruns * len > kParallelMin)
+    for (int64_t q = 0; q < nruns * per_run; ++q) {
+      const int64_t r = q / per_run, lo = (q % per_run) * kPiece;
+      part[static_cast<size_t>(q)] = run(init(), px + roff[r] + lo, std::min(kPiece, len - lo));
     }
+    Acc acc = init();
+    for (const Acc& v : part) acc = run(acc, &v, 1);
     po[0] = static_cast<T>(acc);
     return;
   }
-#pragma omp parallel for if (nout * nred > kParallelMin)
+#pragma omp parallel for if (nout * nruns * len > kParallelMin)
   for (int64_t o = 0; o < nout; ++o) {
     Acc acc = init();
     const T* base = px + koff[o];
-    for (int64_t r = 0; r < nred; ++r) acc = step(acc, base[roff[r]]);
+    for (int64_t r = 0; r < nruns; ++r) acc = run(acc, base + roff[r], len);
     po[o] = static_cast<T>(acc);
   }
 }
@@ -160,7 +276,8 @@ void Sum::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), name(), [&](auto t) {
     using T = decltype(t);
     reduce_kernel<T, double>(
-        in[0], dims, out, [] { return 0.0; }, [](double a, double v) { return a + v; });
+        in[0], dims, out, [] { return 0.0; },
+        [](double a, const auto* p, int64_t n) { return a + cpu::sum_lanes(p, n); });
   });
 }
 
@@ -170,7 +287,10 @@ void Max::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
     // NaN propagates, as in torch.amax.
     reduce_kernel<T, T>(
         in[0], dims, out, [] { return -std::numeric_limits<T>::infinity(); },
-        [](T a, T v) { return (v > a || std::isnan(v)) && !std::isnan(a) ? v : a; });
+        [](T a, const T* p, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) a = (p[i] > a || std::isnan(p[i])) && !std::isnan(a) ? p[i] : a;
+          return a;
+        });
   });
 }
 
