@@ -35,17 +35,6 @@ inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out)
   return st;
 }
 
-// Offset into a broadcast input for output linear index `idx`.
-inline int64_t broadcast_offset(int64_t idx, const Shape& out, const std::vector<int64_t>& st) {
-  int64_t off = 0;
-  for (size_t k = out.size(); k-- > 0;) {
-    int64_t d = out[k];
-    off += (idx % d) * st[k];
-    idx /= d;
-  }
-  return off;
-}
-
 // Sum of p[0..n) in double with eight interleaved accumulators, added up in a fixed order at the
 // end: independent additions the compiler can vectorise (one running sum is a chain of dependent
 // adds, four cycles each), and the same result for the same data on every run and thread count.
