@@ -36,7 +36,8 @@ Tensor normal(const Shape& s, uint64_t seed, bool grad = false) {
 }
 
 void set_bytes(benchmark::State& state, double bytes_per_iteration) {
-  state.counters["GB/s"] = benchmark::Counter(bytes_per_iteration / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes_per_iteration / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 double bytes_of(const Shape& s) { return 4.0 * static_cast<double>(xgan::numel_of(s)); }
@@ -45,46 +46,59 @@ void register_map_cases() {
   for (const auto& [label, shape] : kMaps) {
     const Shape s = shape;
     const int64_t c = s[1];
-    benchmark::RegisterBenchmark(("op/batch_norm_train_fwd/" + std::string(label)).c_str(), [s, c](benchmark::State& st) {
-      Tensor x = normal(s, 1), gamma = xgan::ones({c}), beta = xgan::zeros({c});
-      Tensor rm = xgan::zeros({c}), rv = xgan::ones({c});
-      xgan::NoGradGuard ng;
-      for (auto _ : st) benchmark::DoNotOptimize(xgan::batch_norm(x, gamma, beta, rm, rv, true).raw());
-      set_bytes(st, 2 * bytes_of(s));
-    })->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("op/batch_norm_train_fwd_bwd/" + std::string(label)).c_str(), [s, c](benchmark::State& st) {
-      Tensor x = normal(s, 1, true), gamma = xgan::ones({c}), beta = xgan::zeros({c});
-      gamma.set_requires_grad(true);
-      beta.set_requires_grad(true);
-      Tensor rm = xgan::zeros({c}), rv = xgan::ones({c});
-      Tensor g = normal(s, 2);
-      for (auto _ : st) {
-        Tensor y = xgan::batch_norm(x, gamma, beta, rm, rv, true);
-        auto gr = xgan::grad({y}, {x, gamma, beta}, {g});
-        benchmark::DoNotOptimize(gr[0].raw());
-      }
-      set_bytes(st, 5 * bytes_of(s));
-    })->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("op/leaky_relu_fwd_bwd/" + std::string(label)).c_str(), [s](benchmark::State& st) {
-      Tensor x = normal(s, 3, true), g = normal(s, 4);
-      for (auto _ : st) {
-        Tensor y = xgan::leaky_relu(x, 0.2);
-        benchmark::DoNotOptimize(xgan::grad({y}, {x}, {g})[0].raw());
-      }
-      set_bytes(st, 5 * bytes_of(s));
-    })->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("op/mul_per_channel/" + std::string(label)).c_str(), [s, c](benchmark::State& st) {
-      Tensor x = normal(s, 5), w = normal({1, c, 1, 1}, 6);
-      xgan::NoGradGuard ng;
-      for (auto _ : st) benchmark::DoNotOptimize(xgan::mul(x, w).raw());
-      set_bytes(st, 2 * bytes_of(s));
-    })->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("op/sum_per_channel/" + std::string(label)).c_str(), [s](benchmark::State& st) {
-      Tensor x = normal(s, 7);
-      xgan::NoGradGuard ng;
-      for (auto _ : st) benchmark::DoNotOptimize(xgan::sum(x, {0, 2, 3}, true).raw());
-      set_bytes(st, bytes_of(s));
-    })->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        ("op/batch_norm_train_fwd/" + std::string(label)).c_str(),
+        [s, c](benchmark::State& st) {
+          Tensor x = normal(s, 1), gamma = xgan::ones({c}), beta = xgan::zeros({c});
+          Tensor rm = xgan::zeros({c}), rv = xgan::ones({c});
+          xgan::NoGradGuard ng;
+          for (auto _ : st) benchmark::DoNotOptimize(xgan::batch_norm(x, gamma, beta, rm, rv, true).raw());
+          set_bytes(st, 2 * bytes_of(s));
+        })
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("op/batch_norm_train_fwd_bwd/" + std::string(label)).c_str(),
+                                 [s, c](benchmark::State& st) {
+                                   Tensor x = normal(s, 1, true), gamma = xgan::ones({c}),
+                                          beta = xgan::zeros({c});
+                                   gamma.set_requires_grad(true);
+                                   beta.set_requires_grad(true);
+                                   Tensor rm = xgan::zeros({c}), rv = xgan::ones({c});
+                                   Tensor g = normal(s, 2);
+                                   for (auto _ : st) {
+                                     Tensor y = xgan::batch_norm(x, gamma, beta, rm, rv, true);
+                                     auto gr = xgan::grad({y}, {x, gamma, beta}, {g});
+                                     benchmark::DoNotOptimize(gr[0].raw());
+                                   }
+                                   set_bytes(st, 5 * bytes_of(s));
+                                 })
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("op/leaky_relu_fwd_bwd/" + std::string(label)).c_str(),
+                                 [s](benchmark::State& st) {
+                                   Tensor x = normal(s, 3, true), g = normal(s, 4);
+                                   for (auto _ : st) {
+                                     Tensor y = xgan::leaky_relu(x, 0.2);
+                                     benchmark::DoNotOptimize(xgan::grad({y}, {x}, {g})[0].raw());
+                                   }
+                                   set_bytes(st, 5 * bytes_of(s));
+                                 })
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("op/mul_per_channel/" + std::string(label)).c_str(),
+                                 [s, c](benchmark::State& st) {
+                                   Tensor x = normal(s, 5), w = normal({1, c, 1, 1}, 6);
+                                   xgan::NoGradGuard ng;
+                                   for (auto _ : st) benchmark::DoNotOptimize(xgan::mul(x, w).raw());
+                                   set_bytes(st, 2 * bytes_of(s));
+                                 })
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("op/sum_per_channel/" + std::string(label)).c_str(),
+                                 [s](benchmark::State& st) {
+                                   Tensor x = normal(s, 7);
+                                   xgan::NoGradGuard ng;
+                                   for (auto _ : st)
+                                     benchmark::DoNotOptimize(xgan::sum(x, {0, 2, 3}, true).raw());
+                                   set_bytes(st, bytes_of(s));
+                                 })
+        ->Unit(benchmark::kMicrosecond);
   }
 }
 

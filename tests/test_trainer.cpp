@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "synthetic_mnist.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -38,27 +39,7 @@ struct TempDir {
   }
 };
 
-void put_be32(std::ofstream& f, uint32_t v) {
-  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-  f.write(reinterpret_cast<const char*>(b), 4);
-}
-
-// 64 random 28x28 images and labels as the raw MNIST IDX pair.
-void write_synthetic_mnist(const fs::path& dir) {
-  fs::create_directories(dir);
-  std::mt19937 gen(12345);
-  std::ofstream img(dir / "train-images-idx3-ubyte", std::ios::binary);
-  put_be32(img, 0x00000803);
-  put_be32(img, 64);
-  put_be32(img, 28);
-  put_be32(img, 28);
-  for (int i = 0; i < 64 * 28 * 28; ++i) img.put(static_cast<char>(gen() & 0xff));
-  std::ofstream lab(dir / "train-labels-idx1-ubyte", std::ios::binary);
-  put_be32(lab, 0x00000801);
-  put_be32(lab, 64);
-  for (int i = 0; i < 64; ++i) lab.put(static_cast<char>(gen() % 10));
-}
+using test::write_synthetic_mnist;
 
 TrainConfig tiny_config(const fs::path& data, const fs::path& out, const std::string& loss, int64_t iters) {
   TrainConfig c;

@@ -4,6 +4,8 @@
 // fresh noise); the real batch is prepared before the clock starts, and the cost of loading data
 // is timed on its own when --data-dir is given.
 // Try: xgan bench --loss all --xai all --iters 20.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -114,7 +114,7 @@ Timing run_config(const BenchArgs& a, Device device, const std::string& loss_s, 
 
   Timing t{loss_s, xai_s, {}};
   const bool progress = isatty(fileno(stderr)) != 0;  // a progress line is noise in a log file
-  if (!device.is_cpu()) cuda::synchronize();  // the set-up's copies are not part of iteration 1
+  if (!device.is_cpu()) cuda::synchronize();          // the set-up's copies are not part of iteration 1
   for (int i = 0; i < a.warmup + a.iters; ++i) {
     const auto t0 = Clock::now();
     StepInputs in{real, rng.normal({n, a.z_dim, 1, 1}, 0, 1, DType::f32, device),
@@ -124,8 +124,9 @@ Timing run_config(const BenchArgs& a, Device device, const std::string& loss_s, 
     const double lD = r.loss_D.item(), lG = r.loss_G.item();
     const double ms = ms_since(t0);
     if (!std::isfinite(lD) || !std::isfinite(lG))
-      throw std::runtime_error("bench " + loss_s + "/" + xai_s + ": the loss became non-finite at iteration " +
-                               std::to_string(i + 1) + "; the timing would not be of a real training run");
+      throw std::runtime_error("bench " + loss_s + "/" + xai_s +
+                               ": the loss became non-finite at iteration " + std::to_string(i + 1) +
+                               "; the timing would not be of a real training run");
     if (i >= a.warmup) t.ms.push_back(ms);
     if (progress) {
       std::fprintf(stderr, "\r  %-8s %-11s iteration %d/%d  %.1f ms   ", loss_s.c_str(), xai_s.c_str(), i + 1,
@@ -169,11 +170,13 @@ int run_bench(const BenchArgs& a) {
     Generator data_rng(a.seed + 1);
     real = data_rng.uniform({a.batch, channels, a.image_size, a.image_size}, -1, 1);
   }
-  const std::string where = device.is_cpu() ? "cpu (" + std::to_string(thread_count()) + " threads, " + cpu_model() + ")"
-                                            : device.str() + " (" + cuda::device_name() + ")";
-  std::printf("xgan bench on %s\n%s %dx%dx%d, batch %d, width %d, z %d; %d timed iterations after %d warm-up\n",
-              where.c_str(), a.dataset.c_str(), channels, a.image_size, a.image_size, a.batch, a.width, a.z_dim,
-              a.iters, a.warmup);
+  const std::string where = device.is_cpu()
+                                ? "cpu (" + std::to_string(thread_count()) + " threads, " + cpu_model() + ")"
+                                : device.str() + " (" + cuda::device_name() + ")";
+  std::printf(
+      "xgan bench on %s\n%s %dx%dx%d, batch %d, width %d, z %d; %d timed iterations after %d warm-up\n",
+      where.c_str(), a.dataset.c_str(), channels, a.image_size, a.image_size, a.batch, a.width, a.z_dim,
+      a.iters, a.warmup);
   if (load_ms >= 0)
     std::printf("data loading (not in the times below): %.3f ms per batch\n", load_ms);
   else
@@ -196,9 +199,10 @@ int run_bench(const BenchArgs& a) {
               "overhead");
   for (const auto& t : rows) {
     char over[32] = "-";
-    if (t.xai != "none" && std::isfinite(t.overhead_pct)) std::snprintf(over, sizeof over, "%+.1f%%", t.overhead_pct);
-    std::printf("%-8s %-11s %12.1f %10.1f %10.1f %10.1f %9s\n", t.loss.c_str(), t.xai.c_str(), t.median, t.p10, t.p90,
-                t.s_per_epoch, over);
+    if (t.xai != "none" && std::isfinite(t.overhead_pct))
+      std::snprintf(over, sizeof over, "%+.1f%%", t.overhead_pct);
+    std::printf("%-8s %-11s %12.1f %10.1f %10.1f %10.1f %9s\n", t.loss.c_str(), t.xai.c_str(), t.median,
+                t.p10, t.p90, t.s_per_epoch, over);
   }
   std::printf("(median over iterations; s/epoch = median x %lld iterations of batch %d)\n",
               static_cast<long long>(train_set_size(a.dataset) / a.batch), a.batch);
@@ -241,22 +245,32 @@ Run add_bench(CLI::App& app) {
   sub->add_option("--loss", a->loss, "Loss to time, or all")
       ->capture_default_str()
       ->check(CLI::IsMember({"dcgan", "wgan-gp", "ragan", "all"}));
-  sub->add_option("--xai", a->xai, "Explainer to time, or all (none is the base each overhead is relative to)")
+  sub->add_option("--xai", a->xai,
+                  "Explainer to time, or all (none is the base each overhead is relative to)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "saliency", "inputxgrad", "deeplift", "all"}));
-  sub->add_option("--dataset", a->dataset, "Image shape and epoch length: mnist (1x32x32, 60000) or cifar10 (3x32x32, 50000)")
+  sub->add_option("--dataset", a->dataset,
+                  "Image shape and epoch length: mnist (1x32x32, 60000) or cifar10 (3x32x32, 50000)")
       ->capture_default_str()
       ->check(CLI::IsMember({"mnist", "cifar10"}));
-  sub->add_option("--data-dir", a->data_dir, "Also time the data loader on this data set's files")->check(CLI::ExistingDirectory);
-  sub->add_option("--iters", a->iters, "Timed iterations per configuration")->capture_default_str()->check(CLI::Range(1, 1000000));
-  sub->add_option("--warmup", a->warmup, "Untimed iterations first (allocator, caches)")->capture_default_str()->check(CLI::Range(0, 1000000));
+  sub->add_option("--data-dir", a->data_dir, "Also time the data loader on this data set's files")
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--iters", a->iters, "Timed iterations per configuration")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  sub->add_option("--warmup", a->warmup, "Untimed iterations first (allocator, caches)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   sub->add_option("--device", a->device, "cpu, cuda, or auto (CUDA when a GPU is present)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  sub->add_option("--threads", a->threads, "OpenMP threads on the CPU (default: OMP_NUM_THREADS, else all cores)")
+  sub->add_option("--threads", a->threads,
+                  "OpenMP threads on the CPU (default: OMP_NUM_THREADS, else all cores)")
       ->check(CLI::Range(1, 4096));
   sub->add_option("--batch", a->batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  sub->add_option("--width", a->width, "Width h of G and D")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--width", a->width, "Width h of G and D")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
   sub->add_option("--guidance", a->guidance, "X-GAN guidance mode of the explained runs")
       ->capture_default_str()
       ->check(CLI::IsMember({"elementwise", "as-coded"}));

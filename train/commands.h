@@ -9,10 +9,10 @@ namespace xgan::cli {
 
 // Each returns the callback that runs the subcommand once parsing succeeded (exit code).
 using Run = std::function<int()>;
-Run add_train(CLI::App& app);    // train/cmd_train.cpp: xgan train
-Run add_sample(CLI::App& app);   // train/cmd_train.cpp: xgan sample
-Run add_step(CLI::App& app);     // train/cmd_step.cpp: xgan step
-Run add_explain(CLI::App& app);  // train/cmd_explain.cpp: xgan explain
+Run add_train(CLI::App& app);             // train/cmd_train.cpp: xgan train
+Run add_sample(CLI::App& app);            // train/cmd_train.cpp: xgan sample
+Run add_step(CLI::App& app);              // train/cmd_step.cpp: xgan step
+Run add_explain(CLI::App& app);           // train/cmd_explain.cpp: xgan explain
 Run add_train_classifier(CLI::App& app);  // train/cmd_classifier.cpp: xgan train-classifier
 Run add_eval(CLI::App& app);              // train/cmd_eval.cpp: xgan eval
 Run add_fid(CLI::App& app);               // train/cmd_fid.cpp: xgan fid

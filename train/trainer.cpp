@@ -321,19 +321,6 @@ void truncate_log(const std::string& path, int64_t iteration) {
 
 // ---- output ----------------------------------------------------------------------------------
 
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const long s = std::lround(seconds);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lds", s);
-  return buf;
-}
-
 Tensor generate_samples(GanGenerator& G, const Tensor& z) {
   NoGradGuard no_grad;
   return G.forward(z, /*train=*/false).to(kCPU);
@@ -617,7 +604,7 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
           buf, sizeof buf, "iter %lld/%lld  epoch %lld  loss_D %.4f  loss_G %.4f%s  %.1f ms/iter  ETA %s",
           static_cast<long long>(iteration), static_cast<long long>(total), static_cast<long long>(epoch),
           loss_D, loss_G, wgan ? ("  gp " + std::to_string(gp).substr(0, 6)).c_str() : "",
-          ms_done / static_cast<double>(iteration - first), format_duration(eta_s).c_str());
+          ms_done / static_cast<double>(iteration - first), format_seconds(eta_s).c_str());
       last_progress = buf;
       if (tty)
         std::fprintf(stderr, "\r%-110s", buf);
@@ -650,7 +637,7 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
   std::fprintf(stderr,
                "xgan train: done, %lld iterations in %s\n"
                "  samples:    %s\n  log:        %s\n  checkpoint: %s\n",
-               static_cast<long long>(total - first), format_duration(secs).c_str(),
+               static_cast<long long>(total - first), format_seconds(secs).c_str(),
                (out / "samples_latest.png").string().c_str(), log_file.c_str(), ckpt_file.c_str());
   return 0;
 }

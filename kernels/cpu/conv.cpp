@@ -9,20 +9,16 @@
 #include <stdexcept>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/gemm.h"
 
 namespace xgan {
 namespace {
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
+using cpu::ConstMap;
+using cpu::parallel_product;
+using cpu::RowMat;
 template <class T>
 using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned, left uninitialised
 
@@ -146,41 +142,6 @@ void for_each_sample(int64_t nb, int64_t scratch_size, F&& f) {
   }
 }
 
-// dst = a * b (or dst += a * b), split by output columns (rows when there are more rows) across
-// the OpenMP threads, each block a single-threaded Eigen GEMM. Eigen's own threading syncs its
-// threads by spinning; on a busy 2-core machine that made a 2 ms product take 300 ms.
-template <class Dst, class A, class B>
-void parallel_product(Dst dst, const A& a, const B& b, bool accumulate) {
-  const bool by_cols = dst.cols() >= dst.rows();
-  const int64_t n = by_cols ? dst.cols() : dst.rows();
-#pragma omp parallel
-  {
-    int64_t threads = 1, t = 0;
-#ifdef _OPENMP
-    threads = omp_get_num_threads();
-    t = omp_get_thread_num();
-#endif
-    // Blocks in multiples of 16 keep the vectorised kernels on full packets.
-    const int64_t per = ((n + threads - 1) / threads + 15) / 16 * 16;
-    const int64_t lo = std::min(n, t * per), len = std::min(n, lo + per) - lo;
-    if (len > 0 && by_cols) {
-      auto d = dst.middleCols(lo, len);
-      if (accumulate) {
-        d.noalias() += a * b.middleCols(lo, len);
-      } else {
-        d.noalias() = a * b.middleCols(lo, len);
-      }
-    } else if (len > 0) {
-      auto d = dst.middleRows(lo, len);
-      if (accumulate) {
-        d.noalias() += a.middleRows(lo, len) * b;
-      } else {
-        d.noalias() = a.middleRows(lo, len) * b;
-      }
-    }
-  }
-}
-
 int64_t chunk_samples(int64_t n, int64_t per_sample) {
   return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(n, 1));
 }
@@ -271,7 +232,7 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
           "expects 4-D x, dy and output");
   const int64_t N = x.size(0), Co = dy.size(1);
   const ConvGeometry g{x.size(1),  x.size(2),  x.size(3), dw.size(2), dw.size(3),
-                       dy.size(2), dy.size(3), stride,    pad.h,     pad.w};
+                       dy.size(2), dy.size(3), stride,    pad.h,      pad.w};
   require(dy.size(0) == N && dw.size(0) == Co && dw.size(1) == g.C, "conv2d_weight_grad",
           "x " + x.str() + ", dy " + dy.str() + ", out " + dw.str() + " do not fit together");
   const int64_t K = g.rows(), P = g.cols(), image = g.C * g.H * g.W;

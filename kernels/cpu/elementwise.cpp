@@ -1,6 +1,7 @@
 // CPU forwards of the elementwise, shape and reduction ops, plus fill/cast/add_inplace.
 // Binary ops have a fast path for equal shapes; anything else (scalars, per-channel operands)
-// runs as rows of a merged broadcast (plan_rows). Loops are OpenMP-parallel above a size where threads pay off.
+// runs as rows of a merged broadcast (plan_rows). Loops are OpenMP-parallel above a size where threads pay
+// off.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -204,14 +205,15 @@ void BroadcastTo::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
     T* po = out.data<T>();
     const RowPlan p = plan_rows({in[0].shape()}, out.shape());
     const int64_t ix = p.inner_stride[0];
-    for_each_row_range(p, out.numel(), [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
-      const T* rx = px + off[0] + j * ix;
-      if (ix) {
-        std::copy_n(rx, len, po + o);
-      } else {
-        std::fill_n(po + o, len, rx[0]);
-      }
-    });
+    for_each_row_range(p, out.numel(),
+                       [&](int64_t o, int64_t j, int64_t len, const std::vector<int64_t>& off) {
+                         const T* rx = px + off[0] + j * ix;
+                         if (ix) {
+                           std::copy_n(rx, len, po + o);
+                         } else {
+                           std::fill_n(po + o, len, rx[0]);
+                         }
+                       });
   });
 }
 

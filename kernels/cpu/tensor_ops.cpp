@@ -8,20 +8,16 @@
 #include <stdexcept>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/gemm.h"
 
 namespace xgan {
 namespace {
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
+using cpu::ConstMap;
+using cpu::parallel_product;
+using cpu::RowMat;
 
 void require(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::runtime_error(std::string(op) + ": " + what);
@@ -69,32 +65,6 @@ void slice(const Tensor& x, Tensor& out, int dim, int64_t start) {
 #pragma omp parallel for schedule(static) if (o.outer * run >= kParallelCopy)
   for (int64_t i = 0; i < o.outer; ++i)
     std::copy_n(src + i * v.along * v.inner + start * v.inner, run, od + i * run);
-}
-
-// dst = a * b with the rows or columns of dst split across threads (whichever dim is longer), like
-// the convolutions: Eigen's own threading is not used, so this stays in OpenMP's thread count.
-template <class Dst, class A, class B>
-void parallel_product(Dst dst, const A& a, const B& b) {
-  const bool by_cols = dst.cols() >= dst.rows();
-  const int64_t n = by_cols ? dst.cols() : dst.rows();
-  // Small products (LeNet's fc layers on a batch) finish before threads would start.
-  const bool big = dst.rows() * dst.cols() * a.cols() >= (int64_t{1} << 18);
-#pragma omp parallel if (big)
-  {
-    int64_t threads = 1, t = 0;
-#ifdef _OPENMP
-    threads = omp_get_num_threads();
-    t = omp_get_thread_num();
-#endif
-    // Blocks in multiples of 16 keep Eigen's vectorised kernels on full packets.
-    const int64_t per = ((n + threads - 1) / threads + 15) / 16 * 16;
-    const int64_t lo = std::min(n, t * per), len = std::min(n, lo + per) - lo;
-    if (len > 0 && by_cols) {
-      dst.middleCols(lo, len).noalias() = a * b.middleCols(lo, len);
-    } else if (len > 0) {
-      dst.middleRows(lo, len).noalias() = a.middleRows(lo, len) * b;
-    }
-  }
 }
 
 template <class T>
