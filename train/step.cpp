@@ -99,7 +99,12 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
   if (opt.xai != XaiMethod::none) {
     // After the loss's D forwards, as the authors' order has it: with captum BN this forward
     // moves D's running statistics too. loss_G stays the plain loss; only what flows into G changes.
-    rec.xai_raw = explain(D, fake.detach(), opt.xai, opt.xai_bn);
+    // Saliency and input x gradient in captum mode reuse D's forward just above (same batch, same
+    // weights, train mode): the same map and running statistics, one forward of D fewer.
+    const bool reuse = opt.xai_bn == XaiBatchNorm::captum &&
+                       (opt.xai == XaiMethod::saliency || opt.xai == XaiMethod::inputxgrad);
+    rec.xai_raw = reuse ? explain_recorded(D, y_f_g, fake_leaf, opt.xai)
+                        : explain(D, fake.detach(), opt.xai, opt.xai_bn);
     GuidanceResult r = educational_grad(rec.xai_raw, rec.dLdimg, opt.xai_norm, opt.guidance);
     rec.xai_E = r.E;
     rec.dLdimg_guided = r.guided;

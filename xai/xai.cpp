@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -166,6 +167,53 @@ Tensor explain_deeplift(GanDiscriminator& D, const Tensor& x, bool train) {
 }
 
 }  // namespace
+
+namespace {
+// Runs the forward of every train-mode batch norm in y's graph once more on its recorded inputs,
+// into a scratch output: the kernel's only lasting effect is the running-statistics update, the
+// same one a second forward of D on the same batch would make.
+void replay_batch_norm_updates(const Tensor& y) {
+  std::vector<std::shared_ptr<Op>> stack;
+  std::unordered_set<const Op*> seen;
+  if (y.grad_fn()) stack.push_back(y.grad_fn());
+  while (!stack.empty()) {
+    std::shared_ptr<Op> op = stack.back();
+    stack.pop_back();
+    if (!seen.insert(op.get()).second) continue;
+    if (op->id() == OpId::BatchNormTrain) {
+      const Tensor& in = op->inputs[0];
+      Tensor scratch = empty(in.shape(), in.dtype(), in.device());
+      if (in.device().is_cpu()) {
+        op->eval_cpu(op->inputs, scratch);
+      } else {
+        op->eval_cuda(op->inputs, scratch);
+      }
+    }
+    for (const Tensor& t : op->inputs)
+      if (t.defined() && t.grad_fn()) stack.push_back(t.grad_fn());
+  }
+}
+}  // namespace
+
+Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method) {
+  if (method != XaiMethod::saliency && method != XaiMethod::inputxgrad)
+    throw std::invalid_argument(std::string("explain_recorded: needs saliency or inputxgrad, got ") +
+                                xai_method_name(method));
+  if (!y.grad_fn() || !x_leaf.requires_grad())
+    throw std::invalid_argument("explain_recorded: y must be recorded from the leaf x");
+  EnableGradGuard eg;
+  Tensor g = grad({sum(y)}, {x_leaf})[0].detach();
+  replay_batch_norm_updates(y);
+  // The module counts a train-mode forward per batch-norm layer (a host-side counter, no op).
+  for (const auto& b : D.buffers()) {
+    if (b.name.size() < 20 || b.name.compare(b.name.size() - 20, 20, ".num_batches_tracked") != 0) continue;
+    Tensor count = b.tensor;
+    ++count.data<int64_t>()[0];
+    count.bump_version();
+  }
+  NoGradGuard ng;
+  return method == XaiMethod::saliency ? abs(g) : x_leaf.detach() * g;
+}
 
 Tensor explain(GanDiscriminator& D, const Tensor& x, XaiMethod method, XaiBatchNorm bn) {
   if (x.dim() != 4) throw std::invalid_argument("explain: images must be [N, C, H, W], got " + x.str());

@@ -33,6 +33,15 @@ const char* xai_method_name(XaiMethod m);
 // method != none. With XaiBatchNorm::captum, D's running statistics change (see above).
 Tensor explain(GanDiscriminator& D, const Tensor& x, XaiMethod method, XaiBatchNorm bn);
 
+// Saliency or input x gradient from a forward already on the tape: y = D(x_leaf) in train mode
+// (the G step's own loss forward on the fakes). With captum batch norm, explain() would run that
+// same forward again: the same values, so the same gradient, plus one more update of each batch
+// norm's running statistics. Here the map comes from the recorded graph and that update is
+// replayed from the recorded batch-norm ops (and D's num_batches_tracked counted), so the result,
+// maps and buffers, equals explain(D, x, method, captum) with one forward of D fewer. Requires
+// method saliency or inputxgrad, and y recorded by D.forward(x_leaf, true).
+Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method);
+
 // The normalise-and-weight step, one fused kernel (engine/backend.h xai_guidance):
 //   E = 1 + (M - min) / (max - min), min/max over the batch or per sample; where max == min the
 //   map carries no information and E = 1 (no reweighting);
