@@ -8,6 +8,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
@@ -104,15 +107,21 @@ void col2im(const T* col, int64_t ld, const ConvGeometry& g, T* padded) {
   }
 }
 
+// The image zero-padded as ConvGeometry says, into `padded` (g.scratch_size() elements).
+template <class T>
+void pad_image(const T* image, const ConvGeometry& g, T* padded) {
+  const int64_t ph = g.padded_h(), pw = g.padded_w();
+  std::fill(padded, padded + g.scratch_size(), T(0));
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::copy_n(image + (c * g.H + h) * g.W, g.W, padded + (c * ph + h + g.pad_h) * pw + g.pad_w);
+}
+
 // image -> column matrix; `scratch` holds g.scratch_size() elements.
 template <class T>
 void image_to_columns(const T* image, const ConvGeometry& g, T* scratch, T* col, int64_t ld) {
   if (!g.needs_padding()) return im2col(image, g, col, ld);
-  const int64_t ph = g.padded_h(), pw = g.padded_w();
-  std::fill(scratch, scratch + g.scratch_size(), T(0));
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t h = 0; h < g.H; ++h)
-      std::copy_n(image + (c * g.H + h) * g.W, g.W, scratch + (c * ph + h + g.pad_h) * pw + g.pad_w);
+  pad_image(image, g, scratch);
   im2col(scratch, g, col, ld);
 }
 
@@ -162,6 +171,116 @@ void wide_to_samples(const T* wide, int64_t nb, int64_t rows, int64_t cols, T* s
       std::memcpy(s + (b * rows + r) * cols, wide + r * nb * cols + b * cols, cols * sizeof(T));
 }
 
+// ---- float convolutions on xgan's own GEMM (kernels/cpu/sgemm.h) ----------------------------------
+// The column matrix is never built: the GEMM gathers its panels straight from the (padded) images
+// through offset tables, since tap (c, i, j) of output position (b, oh, ow) sits at
+// [offset of the tap in an image] + [offset of the position's window]. Samples are read and written
+// in NCHW place as columns of one [C, N*H*W] matrix, so nothing is reordered either.
+namespace fast {
+
+std::vector<int64_t> steps(int64_t n, int64_t stride) {
+  std::vector<int64_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = i * stride;
+  return t;
+}
+
+// Offset of each kernel tap (c, i, j) inside an image padded as g says (the GEMM's k for conv2d).
+std::vector<int64_t> tap_offsets(const ConvGeometry& g) {
+  const int64_t ph = g.padded_h(), pw = g.padded_w();
+  std::vector<int64_t> t;
+  t.reserve(g.rows());
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) t.push_back((c * ph + i) * pw + j);
+  return t;
+}
+
+// Offset of the window of each output position (b, oh, ow) of nb images `image_stride` apart.
+std::vector<int64_t> window_offsets(const ConvGeometry& g, int64_t nb, int64_t image_stride) {
+  const int64_t pw = g.padded_w();
+  std::vector<int64_t> t;
+  t.reserve(nb * g.cols());
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) t.push_back(b * image_stride + (oh * pw + ow) * g.stride);
+  return t;
+}
+
+// Columns (b, p) of nb samples [rows][cols] stored `sample_stride` apart, as one [rows, nb*cols].
+std::vector<int64_t> sample_columns(int64_t nb, int64_t cols, int64_t sample_stride) {
+  std::vector<int64_t> t;
+  t.reserve(nb * cols);
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t p = 0; p < cols; ++p) t.push_back(b * sample_stride + p);
+  return t;
+}
+
+// The images of samples [n0, n0+nb) as the GEMM reads them: in place when no padding is needed,
+// else padded into `buffer`. Returns the first image and the distance between images.
+std::pair<const float*, int64_t> padded_images(const float* x, int64_t n0, int64_t nb, const ConvGeometry& g,
+                                               Buffer<float>& buffer) {
+  const int64_t image = g.C * g.H * g.W;
+  if (!g.needs_padding()) return {x + n0 * image, image};
+  const int64_t size = g.scratch_size();
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nb; ++b) pad_image(x + (n0 + b) * image, g, buffer.data() + b * size);
+  return {buffer.data(), size};
+}
+
+using View = cpu::GemmView<const float>;
+using OutView = cpu::GemmView<float>;
+
+// Samples per GEMM: all of them unless padded copies would pass the column budget.
+int64_t padded_chunk(const ConvGeometry& g, int64_t N) {
+  return g.needs_padding() ? chunk_samples(N, g.scratch_size()) : std::max<int64_t>(N, 1);
+}
+
+void conv2d(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t N, int64_t Co) {
+  const int64_t K = g.rows(), P = g.cols();
+  const std::vector<int64_t> taps = tap_offsets(g), w_rows = steps(Co, K), w_cols = steps(K, 1),
+                             y_rows = steps(Co, P);
+  const int64_t B = padded_chunk(g, N);
+  Buffer<float> buffer(g.needs_padding() ? B * g.scratch_size() : 0);
+  for (int64_t n0 = 0; n0 < N; n0 += B) {
+    const int64_t nb = std::min(B, N - n0);
+    const auto [images, stride] = padded_images(x, n0, nb, g, buffer);
+    const std::vector<int64_t> windows = window_offsets(g, nb, stride), y_cols = sample_columns(nb, P, Co * P);
+    cpu::sgemm(View{w, Co, K, w_rows.data(), w_cols.data()}, View{images, K, nb * P, taps.data(), windows.data()},
+               OutView{y + n0 * Co * P, Co, nb * P, y_rows.data(), y_cols.data()}, false);
+  }
+}
+
+void conv2d_weight_grad(const float* x, const float* dy, float* dw, const ConvGeometry& g, int64_t N, int64_t Co) {
+  const int64_t K = g.rows(), P = g.cols();
+  const std::vector<int64_t> taps = tap_offsets(g), dy_rows = steps(Co, P), dw_rows = steps(Co, K),
+                             dw_cols = steps(K, 1);
+  const int64_t B = padded_chunk(g, N);
+  Buffer<float> buffer(g.needs_padding() ? B * g.scratch_size() : 0);
+  for (int64_t n0 = 0; n0 < N; n0 += B) {
+    const int64_t nb = std::min(B, N - n0);
+    const auto [images, stride] = padded_images(x, n0, nb, g, buffer);
+    const std::vector<int64_t> windows = window_offsets(g, nb, stride), dy_cols = sample_columns(nb, P, Co * P);
+    // dw (+)= dy [Co, nb*P] x columns^T [nb*P, K]; chunks add up in a fixed order.
+    cpu::sgemm(View{dy + n0 * Co * P, Co, nb * P, dy_rows.data(), dy_cols.data()},
+               View{images, nb * P, K, windows.data(), taps.data()},
+               OutView{dw, Co, K, dw_rows.data(), dw_cols.data()}, n0 > 0);
+  }
+}
+
+// col [K, nb*P] = w^T [K, Ci] x (samples [n0, n0+nb) of x as [Ci, nb*P]).
+void transposed_columns(const float* x, const float* w, float* col, const ConvGeometry& g, int64_t n0, int64_t nb,
+                        int64_t Ci) {
+  const int64_t K = g.rows(), P = g.cols();
+  const std::vector<int64_t> w_rows = steps(K, 1), w_cols = steps(Ci, K), x_rows = steps(Ci, P),
+                             x_cols = sample_columns(nb, P, Ci * P), c_rows = steps(K, nb * P),
+                             c_cols = steps(nb * P, 1);
+  cpu::sgemm(View{w, K, Ci, w_rows.data(), w_cols.data()},
+             View{x + n0 * Ci * P, Ci, nb * P, x_rows.data(), x_cols.data()},
+             OutView{col, K, nb * P, c_rows.data(), c_cols.data()}, false);
+}
+
+}  // namespace fast
+
 template <class T>
 void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) {
   require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv2d", "expects 4-D x, w and output");
@@ -177,6 +296,9 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
   if (g.dense()) {
     parallel_product(Eigen::Map<RowMat<T>>(yd, N, Co), ConstMap<T>(xd, N, K), wm.transpose(), false);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu::sgemm_available()) return fast::conv2d(xd, w.data<T>(), yd, g, N, Co);
   }
   const int64_t B = chunk_samples(N, K * P);
   Buffer<T> col(K * B * P), wide(B > 1 ? Co * B * P : 0);
@@ -209,17 +331,24 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
     parallel_product(Eigen::Map<RowMat<T>>(yd, N, K), ConstMap<T>(xd, N, Ci), wm, false);
     return;
   }
+  // Float with xgan's sgemm: the GEMM reads x's samples in place (no reorder into the wide layout).
+  bool own_gemm = false;
+  if constexpr (std::is_same_v<T, float>) own_gemm = cpu::sgemm_available();
   const int64_t B = chunk_samples(N, K * P);
-  Buffer<T> col(K * B * P), wide(B > 1 ? Ci * B * P : 0);
+  Buffer<T> col(K * B * P), wide(B > 1 && !own_gemm ? Ci * B * P : 0);
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0), ld = nb * P;
-    const T* xs = xd + n0 * Ci * P;
-    if (nb > 1) {
-      samples_to_wide(xs, nb, Ci, P, wide.data());
-      xs = wide.data();
+    if constexpr (std::is_same_v<T, float>) {
+      if (own_gemm) fast::transposed_columns(xd, wm.data(), col.data(), g, n0, nb, Ci);
     }
-    parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(), ConstMap<T>(xs, Ci, ld),
-                     false);
+    if (!own_gemm) {
+      const T* xs = xd + n0 * Ci * P;
+      if (nb > 1) {
+        samples_to_wide(xs, nb, Ci, P, wide.data());
+        xs = wide.data();
+      }
+      parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(), ConstMap<T>(xs, Ci, ld), false);
+    }
     for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
       columns_to_image(col.data() + b * P, ld, g, scratch, yd + (n0 + b) * image);
     });
@@ -242,6 +371,9 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
   if (g.dense()) {
     parallel_product(dwm, ConstMap<T>(dyd, N, Co).transpose(), ConstMap<T>(xd, N, K), false);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu::sgemm_available()) return fast::conv2d_weight_grad(xd, dyd, dw.data<T>(), g, N, Co);
   }
   // The sum over samples is the GEMM's inner dimension, so there is nothing to race on and the
   // GEMM is deep; chunks (large images only) add up in a fixed order.

@@ -1,0 +1,294 @@
+// The float GEMM of kernels/cpu/sgemm.h, in the blocked form of Goto and van de Geijn
+// ("Anatomy of high-performance matrix multiplication", 2008), as BLIS lays it out:
+//
+//   for each block of NC columns of C                (B block: KC x NC, in L2/L3)
+//     for each slice of KC along k                   pack B's block into NR-wide panels
+//       for each block of MC rows of C               pack A's block into MR-tall panels (L2)
+//         for each NR-wide panel of the B block      (stays in L1 while the MR panels pass)
+//           for each MR-tall panel of the A block
+//             C tile (MR x NR) += A panel * B panel  (the register kernel)
+//
+// Packing copies each operand into the exact order the kernel reads it, zero-padded to whole
+// panels, so the kernel never branches on edges or strides. The register tile holds MR x NV
+// vectors of C: with AVX-512, 8 x 3 zmm (an 8 x 48 tile in 24 of 32 registers); with AVX2 + FMA,
+// 6 x 2 ymm (6 x 16 in 12 of 16). Each k step loads NV vectors of B, broadcasts MR values of A and
+// issues MR x NV FMAs: enough independent chains to keep both FMA ports busy through their latency.
+#include "kernels/cpu/sgemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#define XGAN_SGEMM_KERNEL 1
+#endif
+
+namespace xgan::cpu {
+
+#if XGAN_SGEMM_KERNEL
+
+namespace {
+
+#if defined(__AVX512F__)
+// The vector type and the five operations the kernel needs, for 16-float zmm registers ...
+using Vec = __m512;
+inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm512_load_ps(p); }
+inline Vec vloadu(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstoreu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+constexpr int64_t kVec = 16;           // floats per register
+constexpr int64_t kMR = 8;             // rows of the register tile
+constexpr int64_t kNV = 3;             // vectors across the register tile
+constexpr int64_t kKC = 192;           // depth of a packed slice: a B panel (36 KiB) fits L1
+constexpr int64_t kMC = 18 * kMR;      // 144 rows: the packed A block (108 KiB) sits in L2
+constexpr int64_t kNC = 20 * kNV * kVec;  // 960 columns: the packed B block (720 KiB), L2/L3
+#else
+// ... and for 8-float ymm registers (AVX2 + FMA: 16 registers, so a smaller tile).
+using Vec = __m256;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm256_load_ps(p); }
+inline Vec vloadu(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstoreu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+constexpr int64_t kVec = 8;
+constexpr int64_t kMR = 6;
+constexpr int64_t kNV = 2;
+constexpr int64_t kKC = 256;           // a B panel is 16 KiB, half of a 32 KiB L1
+constexpr int64_t kMC = 24 * kMR;      // 144 rows: the packed A block (144 KiB) sits in L2
+constexpr int64_t kNC = 64 * kNV * kVec;  // 1024 columns: the packed B block (1 MiB), L2/L3
+#endif
+constexpr int64_t kNR = kNV * kVec;    // columns of the register tile
+
+// One thread's packing buffers, allocated on first use and kept (OpenMP's threads persist).
+struct Packs {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> a, b;
+  Packs() {
+    a.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kMC * kKC)));
+    b.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKC * kNC)));
+    if (!a || !b) throw std::bad_alloc();
+  }
+};
+
+Packs& thread_packs() {
+  thread_local Packs packs;
+  return packs;
+}
+
+// Whether off[0..n) steps by one (a contiguous run in memory).
+bool unit_run(const int64_t* off, int64_t n) {
+  for (int64_t t = 1; t < n; ++t)
+    if (off[t] != off[0] + t) return false;
+  return true;
+}
+
+// A's rows [i0, i0+mc) x k [k0, k0+kc) as MR-tall panels: panel p holds, for each k, the MR values
+// of its rows (zero past mc).
+void pack_a(const GemmView<const float>& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  const int64_t* col = a.col_off + k0;
+  const bool unit = unit_run(col, kc);
+  for (int64_t p = 0; p < mc; p += kMR) {
+    const int64_t mr = std::min(kMR, mc - p);
+    float* panel = dst + p * kc;
+    for (int64_t i = 0; i < mr; ++i) {
+      const float* row = a.data + a.row_off[i0 + p + i];
+      if (unit) {
+        const float* src = row + col[0];
+        for (int64_t k = 0; k < kc; ++k) panel[k * kMR + i] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) panel[k * kMR + i] = row[col[k]];
+      }
+    }
+    for (int64_t k = 0; mr < kMR && k < kc; ++k)
+      for (int64_t i = mr; i < kMR; ++i) panel[k * kMR + i] = 0.0f;
+  }
+}
+
+// B's k [k0, k0+kc) x columns [j0, j0+nc) as NR-wide panels: panel q holds, for each k, the NR
+// values of its columns (zero past nc). A panel whose columns are contiguous is a copy per k; any
+// other (an im2col gather, a transposed B) reads through the column table.
+void pack_b(const GemmView<const float>& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t q = 0; q < nc; q += kNR) {
+    const int64_t nr = std::min(kNR, nc - q);
+    float* panel = dst + q * kc;
+    const int64_t* col = b.col_off + j0 + q;
+    const bool unit = unit_run(col, nr);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* row = b.data + b.row_off[k0 + k];
+      float* out = panel + k * kNR;
+      if (unit) {
+        std::copy_n(row + col[0], nr, out);
+      } else {
+        for (int64_t j = 0; j < nr; ++j) out[j] = row[col[j]];
+      }
+      std::fill(out + nr, out + kNR, 0.0f);
+    }
+  }
+}
+
+// The register kernel: tile = sum over k of (A panel column k) x (B panel row k), then
+// C = tile (first slice, no accumulation) or C += tile. Row i of the tile is stored at
+// c + row[i], its v-th vector of 16 at + col[v]; the caller passes a scratch tile when C's
+// layout or the tile's edge does not allow that.
+void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, const int64_t* row,
+            const int64_t* col, bool add) {
+  Vec acc[kMR][kNV];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < kNV; ++v) acc[i][v] = vzero();
+  for (int64_t k = 0; k < kc; ++k) {
+    Vec bv[kNV];
+#pragma GCC unroll 3
+    for (int v = 0; v < kNV; ++v) bv[v] = vload(b + v * kVec);
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i) {
+      const Vec ai = vbroadcast(a + i);
+#pragma GCC unroll 3
+      for (int v = 0; v < kNV; ++v) acc[i][v] = vfma(ai, bv[v], acc[i][v]);
+    }
+    a += kMR;
+    b += kNR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 3
+    for (int v = 0; v < kNV; ++v) {
+      float* p = c + row[i] + col[v];
+      vstoreu(p, add ? vadd(vloadu(p), acc[i][v]) : acc[i][v]);
+    }
+}
+
+// One thread's share: C rows [m0, m1) x columns [n0, n1), the whole depth.
+void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
+                bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  Packs& packs = thread_packs();
+  const int64_t K = a.cols;
+  alignas(64) float tile[kMR * kNR];
+  int64_t tile_rows[kMR], tile_cols[kNV];
+  for (int64_t i = 0; i < kMR; ++i) tile_rows[i] = i * kNR;
+  for (int64_t v = 0; v < kNV; ++v) tile_cols[v] = v * kVec;
+  for (int64_t jc = n0; jc < n1; jc += kNC) {
+    const int64_t nc = std::min(kNC, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      const bool add = accumulate || pc > 0;
+      pack_b(b, pc, kc, jc, nc, packs.b.get());
+      for (int64_t ic = m0; ic < m1; ic += kMC) {
+        const int64_t mc = std::min(kMC, m1 - ic);
+        pack_a(a, ic, mc, pc, kc, packs.a.get());
+        for (int64_t jr = 0; jr < nc; jr += kNR) {
+          const int64_t nr = std::min(kNR, nc - jr);
+          const float* bp = packs.b.get() + jr * kc;
+          // Straight into C when each vector of the tile's columns is contiguous there.
+          const int64_t* ccol = c.col_off + jc + jr;
+          int64_t vec_at[kNV];
+          bool direct = nr == kNR;
+          for (int64_t v = 0; direct && v < kNV; ++v) {
+            direct = unit_run(ccol + v * kVec, kVec);
+            vec_at[v] = ccol[v * kVec];
+          }
+          for (int64_t ir = 0; ir < mc; ir += kMR) {
+            const int64_t mr = std::min(kMR, mc - ir);
+            const float* ap = packs.a.get() + ir * kc;
+            const int64_t* crow = c.row_off + ic + ir;
+            if (direct && mr == kMR) {
+              kernel(kc, ap, bp, c.data, crow, vec_at, add);
+              continue;
+            }
+            kernel(kc, ap, bp, tile, tile_rows, tile_cols, false);
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t j = 0; j < nr; ++j) {
+                float& dst = c.data[crow[i] + ccol[j]];
+                dst = add ? dst + tile[i * kNR + j] : tile[i * kNR + j];
+              }
+          }
+        }
+      }
+    }
+  }
+}
+
+std::vector<int64_t> steps(int64_t n, int64_t stride) {
+  std::vector<int64_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = i * stride;
+  return t;
+}
+
+}  // namespace
+
+bool sgemm_available() { static const bool on = !std::getenv("XGAN_EIGEN"); return on; }
+
+void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
+           bool accumulate) {
+  const int64_t M = c.rows, N = c.cols, K = a.cols;
+  if (a.rows != M || b.rows != K || b.cols != N)
+    throw std::logic_error("sgemm: [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) + "] x [" +
+                           std::to_string(b.rows) + ", " + std::to_string(b.cols) + "] -> [" + std::to_string(M) +
+                           ", " + std::to_string(N) + "]");
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) c.data[c.row_off[i] + c.col_off[j]] = 0.0f;
+    return;
+  }
+  // Split by columns (rows when there are more rows), in whole panels; small products run on
+  // one thread, where a team would cost more than it saves.
+  const bool by_cols = N >= M;
+  const int64_t extent = by_cols ? N : M, unit = by_cols ? kNR : kMR;
+  const bool big = M * N * K >= (int64_t{1} << 18);
+#pragma omp parallel if (big)
+  {
+    int64_t threads = 1, t = 0;
+#ifdef _OPENMP
+    threads = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    const int64_t per = ((extent + threads - 1) / threads + unit - 1) / unit * unit;
+    const int64_t lo = std::min(extent, t * per), hi = std::min(extent, lo + per);
+    if (lo < hi) {
+      if (by_cols)
+        gemm_range(a, b, c, accumulate, 0, M, lo, hi);
+      else
+        gemm_range(a, b, c, accumulate, lo, hi, 0, N);
+    }
+  }
+}
+
+void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<float> c, bool accumulate) {
+  const std::vector<int64_t> ar = steps(a.rows, a.rs), ac = steps(a.cols, a.cs), br = steps(b.rows, b.rs),
+                             bc = steps(b.cols, b.cs), cr = steps(c.rows, c.rs), cc = steps(c.cols, c.cs);
+  sgemm(GemmView<const float>{a.data, a.rows, a.cols, ar.data(), ac.data()},
+        GemmView<const float>{b.data, b.rows, b.cols, br.data(), bc.data()},
+        GemmView<float>{c.data, c.rows, c.cols, cr.data(), cc.data()}, accumulate);
+}
+
+#else  // neither AVX-512 nor AVX2 + FMA: the callers use Eigen
+
+bool sgemm_available() { return false; }
+
+[[noreturn]] static void no_kernel() {
+  throw std::logic_error("sgemm: this build has no vector kernel (needs AVX2 + FMA or AVX-512) (check sgemm_available() first)");
+}
+void sgemm(const GemmView<const float>&, const GemmView<const float>&, const GemmView<float>&, bool) { no_kernel(); }
+void sgemm(StridedMat<const float>, StridedMat<const float>, StridedMat<float>, bool) { no_kernel(); }
+
+#endif
+
+}  // namespace xgan::cpu
