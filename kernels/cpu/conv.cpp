@@ -15,6 +15,7 @@
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/winograd.h"
 
 namespace xgan {
 namespace {
@@ -298,6 +299,8 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
+      return cpu::winograd_conv2d({N, g.C, Co, g.OH, g.OW}, xd, w.data<T>(), yd);
     if (cpu::sgemm_available()) return fast::conv2d(xd, w.data<T>(), yd, g, N, Co);
   }
   const int64_t B = chunk_samples(N, K * P);
@@ -330,6 +333,10 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
   if (g.dense()) {
     parallel_product(Eigen::Map<RowMat<T>>(yd, N, K), ConstMap<T>(xd, N, Ci), wm, false);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu::winograd_applies(g.C, Ci, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
+      return cpu::winograd_conv2d_data_grad({N, g.C, Ci, g.OH, g.OW}, xd, wm.data(), yd);
   }
   // Float with xgan's sgemm: the GEMM reads x's samples in place (no reorder into the wide layout).
   bool own_gemm = false;
@@ -373,6 +380,8 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
+      return cpu::winograd_conv2d_weight_grad({N, g.C, Co, g.OH, g.OW}, xd, dyd, dw.data<T>());
     if (cpu::sgemm_available()) return fast::conv2d_weight_grad(xd, dyd, dw.data<T>(), g, N, Co);
   }
   // The sum over samples is the GEMM's inner dimension, so there is nothing to race on and the

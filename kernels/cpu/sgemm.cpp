@@ -236,23 +236,30 @@ bool sgemm_available() { static const bool on = !std::getenv("XGAN_EIGEN"); retu
 
 void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
            bool accumulate) {
+  sgemm_batch(1, a, 0, b, 0, c, 0, accumulate);
+}
+
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
+                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
   const int64_t M = c.rows, N = c.cols, K = a.cols;
   if (a.rows != M || b.rows != K || b.cols != N)
     throw std::logic_error("sgemm: [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) + "] x [" +
                            std::to_string(b.rows) + ", " + std::to_string(b.cols) + "] -> [" + std::to_string(M) +
                            ", " + std::to_string(N) + "]");
-  if (M == 0 || N == 0) return;
+  if (M == 0 || N == 0 || count <= 0) return;
   if (K == 0) {
     if (!accumulate)
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) c.data[c.row_off[i] + c.col_off[j]] = 0.0f;
+      for (int64_t p = 0; p < count; ++p)
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) c.data[p * c_step + c.row_off[i] + c.col_off[j]] = 0.0f;
     return;
   }
-  // Split by columns (rows when there are more rows), in whole panels; small products run on
-  // one thread, where a team would cost more than it saves.
+  // Each thread takes the same share of every product: split by columns (rows when there are more
+  // rows), in whole panels. Small work runs on one thread, where a team would cost more than it
+  // saves.
   const bool by_cols = N >= M;
   const int64_t extent = by_cols ? N : M, unit = by_cols ? kNR : kMR;
-  const bool big = M * N * K >= (int64_t{1} << 18);
+  const bool big = count * M * N * K >= (int64_t{1} << 18);
 #pragma omp parallel if (big)
   {
     int64_t threads = 1, t = 0;
@@ -262,11 +269,14 @@ void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const
 #endif
     const int64_t per = ((extent + threads - 1) / threads + unit - 1) / unit * unit;
     const int64_t lo = std::min(extent, t * per), hi = std::min(extent, lo + per);
-    if (lo < hi) {
+    for (int64_t p = 0; p < count && lo < hi; ++p) {
+      const GemmView<const float> ap{a.data + p * a_step, a.rows, a.cols, a.row_off, a.col_off};
+      const GemmView<const float> bp{b.data + p * b_step, b.rows, b.cols, b.row_off, b.col_off};
+      const GemmView<float> cp{c.data + p * c_step, c.rows, c.cols, c.row_off, c.col_off};
       if (by_cols)
-        gemm_range(a, b, c, accumulate, 0, M, lo, hi);
+        gemm_range(ap, bp, cp, accumulate, 0, M, lo, hi);
       else
-        gemm_range(a, b, c, accumulate, lo, hi, 0, N);
+        gemm_range(ap, bp, cp, accumulate, lo, hi, 0, N);
     }
   }
 }
@@ -288,6 +298,10 @@ bool sgemm_available() { return false; }
 }
 void sgemm(const GemmView<const float>&, const GemmView<const float>&, const GemmView<float>&, bool) { no_kernel(); }
 void sgemm(StridedMat<const float>, StridedMat<const float>, StridedMat<float>, bool) { no_kernel(); }
+void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const GemmView<const float>&, int64_t,
+                 const GemmView<float>&, int64_t, bool) {
+  no_kernel();
+}
 
 #endif
 

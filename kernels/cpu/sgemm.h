@@ -40,6 +40,12 @@ bool sgemm_available();
 void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
            bool accumulate);
 
+// `count` independent products: product p uses the views with data advanced by p * a_step,
+// p * b_step and p * c_step (a batch of equally shaped matrices, as Winograd's transformed
+// domain has). One OpenMP team for all of them, each thread taking the same share of each.
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
+                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate);
+
 // c = a * b (accumulate: c += a * b) for a [M, K], b [K, N], c [M, N]; c must not alias a or b.
 // Split over the OpenMP threads when the product is large enough to pay for a team.
 void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<float> c, bool accumulate);

@@ -1,0 +1,415 @@
+// Winograd F(2x2, 2x2) for the 4x4, stride-2, padding-1 convolutions (kernels/cpu/winograd.h).
+//
+// Polyphase. With xp the input padded by one pixel, a 4x4 stride-2 correlation
+//   y[p][q] = sum_{c,i,j} w[c][i][j] xp[c][2p+i][2q+j]
+// splits i = 2i'+a, j = 2j'+b (a, b, i', j' in {0, 1}) into four "phases":
+//   y[p][q] = sum_{c,a,b} sum_{i',j'} w_ab[c][i'][j'] e_ab[c][p+i'][q+j'],
+//   w_ab[c][i'][j'] = w[c][2i'+a][2j'+b],  e_ab[c][u][v] = xp[c][2u+a][2v+b],
+// a stride-1 2x2 correlation over 4 Ci channels k = (2a+b) Ci + c.
+//
+// Winograd F(2, 2) computes two outputs of a 2-tap correlation, y0 = g0 d0 + g1 d1 and
+// y1 = g0 d1 + g1 d2, from three products: y = A^T [(G g) . (B^T d)] with, for the evaluation
+// points 1, -1 and infinity (the most accurate of the three-point choices in float32),
+//   B^T d = (d0 + d1, d0 - d1, d2 - d0),  G g = ((g0 + g1)/2, (g0 - g1)/2, g1),
+//   A^T m = (m0 + m1, m0 - m1 + m2).
+// Nested over rows and columns, a 2x2 output tile comes from a 3x3 input tile with 9 products
+// instead of 16: V = B^T E B, U = G w G^T, M = sum_k U_k . V_k, Y = A^T M A. The sum over k of
+// each of the 9 transformed positions is one GEMM over all tiles t of the batch:
+//   forward       M[o][t] = sum_k U[o][k] V[k][t]      then Y = A^T M A
+//   input grad    M[t][k] = sum_o Z[t][o] U[o][k]      with Z = A dY A^T, then dE = B M B^T
+//   weight grad   M[o][k] = sum_t Z[o][t] V[t][k]      then dw_ab = G^T M G
+// The input gradient is the adjoint of the forward map and the weight gradient its adjoint in w,
+// so each uses the transposed transforms; dE tiles overlap by one e-pixel and are added up.
+//
+// The transforms run 16 lanes wide (AVX-512 gathers and scatters), with lanes over tiles or over
+// channels, whichever is contiguous in the matrix the GEMM reads. Everything between transforms
+// is plain row-major, so the GEMMs are kernels/cpu/sgemm's, nine at a time.
+#include "kernels/cpu/winograd.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/allocator.h"
+#include "kernels/cpu/sgemm.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define XGAN_WINOGRAD 1
+#endif
+
+namespace xgan::cpu {
+
+#if XGAN_WINOGRAD
+namespace {
+
+using V = __m512;
+constexpr int64_t kLanes = 16;
+constexpr int kPoints = 9;  // transformed positions of a 3x3 tile
+
+// ---- the 1D transforms; transform2d applies one along columns, then along rows -------------------
+struct InputT {  // B^T, 3 -> 3
+  static constexpr int kIn = 3, kOut = 3;
+  static void apply(const V* d, V* o) {
+    o[0] = _mm512_add_ps(d[0], d[1]);
+    o[1] = _mm512_sub_ps(d[0], d[1]);
+    o[2] = _mm512_sub_ps(d[2], d[0]);
+  }
+};
+struct InputAdjT {  // B, 3 -> 3
+  static constexpr int kIn = 3, kOut = 3;
+  static void apply(const V* m, V* o) {
+    o[0] = _mm512_sub_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+    o[1] = _mm512_sub_ps(m[0], m[1]);
+    o[2] = m[2];
+  }
+};
+struct OutputT {  // A^T, 3 -> 2
+  static constexpr int kIn = 3, kOut = 2;
+  static void apply(const V* m, V* o) {
+    o[0] = _mm512_add_ps(m[0], m[1]);
+    o[1] = _mm512_add_ps(_mm512_sub_ps(m[0], m[1]), m[2]);
+  }
+};
+struct OutputAdjT {  // A, 2 -> 3
+  static constexpr int kIn = 2, kOut = 3;
+  static void apply(const V* y, V* o) {
+    o[0] = _mm512_add_ps(y[0], y[1]);
+    o[1] = _mm512_sub_ps(y[0], y[1]);
+    o[2] = y[1];
+  }
+};
+struct WeightT {  // G, 2 -> 3 (the halves are exact)
+  static constexpr int kIn = 2, kOut = 3;
+  static void apply(const V* g, V* o) {
+    const V half = _mm512_set1_ps(0.5f);
+    o[0] = _mm512_mul_ps(_mm512_add_ps(g[0], g[1]), half);
+    o[1] = _mm512_mul_ps(_mm512_sub_ps(g[0], g[1]), half);
+    o[2] = g[1];
+  }
+};
+struct WeightAdjT {  // G^T, 3 -> 2
+  static constexpr int kIn = 3, kOut = 2;
+  static void apply(const V* m, V* o) {
+    const V half = _mm512_set1_ps(0.5f);
+    o[0] = _mm512_mul_ps(_mm512_add_ps(m[0], m[1]), half);
+    o[1] = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(m[0], m[1]), half), m[2]);
+  }
+};
+
+// out = F in F^T for the 1D matrix F.
+template <class F>
+inline void transform2d(const V (&in)[F::kIn][F::kIn], V (&out)[F::kOut][F::kOut]) {
+  V tmp[F::kOut][F::kIn];
+  for (int s = 0; s < F::kIn; ++s) {
+    V col[F::kIn], res[F::kOut];
+    for (int r = 0; r < F::kIn; ++r) col[r] = in[r][s];
+    F::apply(col, res);
+    for (int r = 0; r < F::kOut; ++r) tmp[r][s] = res[r];
+  }
+  for (int r = 0; r < F::kOut; ++r) F::apply(tmp[r], out[r]);
+}
+
+inline V gather(const float* base, __m512i idx) { return _mm512_i32gather_ps(idx, base, 4); }
+inline V gather(const float* base, __m512i idx, __mmask16 m) {
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+inline void scatter(float* base, __m512i idx, V v, __mmask16 m) { _mm512_mask_i32scatter_ps(base, m, idx, v, 4); }
+// Lane l at l * stride: 16 consecutive channels of an NCHW tensor, or of a weight.
+inline __m512i lane_steps(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+
+// A float buffer from the CPU allocator, which keeps large blocks for reuse (no page faults per call).
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : bytes_(std::max<int64_t>(n, 1) * sizeof(float)) {
+    data_ = static_cast<float*>(cpu_allocator().allocate(bytes_));
+  }
+  ~Scratch() { cpu_allocator().deallocate(data_, bytes_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* data() { return data_; }
+
+ private:
+  size_t bytes_;
+  float* data_;
+};
+
+// The shape in tile terms. Tile t = (n TY + ty) TX + tx covers outputs [2ty, 2ty+2) x [2tx, 2tx+2)
+// and the input region rows [4ty-1, 4ty+5) x cols [4tx-1, 4tx+5) (all four phases of its 3x3
+// e-tiles); `ld` is T rounded up to whole 16-lane groups.
+struct Tiles {
+  int64_t N, Ci, Co, OH, OW, H, W, TY, TX, T, ld, K4;
+  explicit Tiles(const WinogradConv& s)
+      : N(s.N), Ci(s.Ci), Co(s.Co), OH(s.OH), OW(s.OW), H(2 * s.OH), W(2 * s.OW), TY(s.OH / 2), TX(s.OW / 2),
+        T(s.N * TY * TX), ld((T + kLanes - 1) / kLanes * kLanes), K4(4 * s.Ci) {}
+  int64_t groups() const { return ld / kLanes; }
+  int64_t n(int64_t t) const { return t / (TY * TX); }
+  int64_t ty(int64_t t) const { return t / TX % TY; }
+  int64_t tx(int64_t t) const { return t % TX; }
+};
+
+// 16 consecutive tiles as lanes: each lane's offset of a tile origin (scale * (ty, tx) + shift) in
+// an NCHW batch with `image` elements per sample and rows of `width`, and which lanes see region
+// row r / column s inside [0, height) x [0, width) (always false past the last tile).
+template <int R>
+struct TileLanes {
+  __m512i offset;
+  __mmask16 row[R], col[R];
+  TileLanes(const Tiles& tl, int64_t t0, int64_t image, int64_t height, int64_t width, int64_t scale,
+            int64_t shift) {
+    alignas(64) int32_t off[kLanes];
+    for (int r = 0; r < R; ++r) row[r] = col[r] = 0;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t t = t0 + l;
+      off[l] = 0;
+      if (t >= tl.T) continue;
+      const int64_t oy = scale * tl.ty(t) + shift, ox = scale * tl.tx(t) + shift;
+      off[l] = static_cast<int32_t>(tl.n(t) * image + oy * width + ox);
+      for (int r = 0; r < R; ++r) {
+        if (oy + r >= 0 && oy + r < height) row[r] |= __mmask16(1u << l);
+        if (ox + r >= 0 && ox + r < width) col[r] |= __mmask16(1u << l);
+      }
+    }
+    offset = _mm512_load_si512(off);
+  }
+};
+
+// The 36 input pixels of a tile region, as `load(r, s)` gives them, into the four phases' 3x3
+// e-tiles, each transformed by B^T . B; emit(phase, position, vector) stores the results.
+template <class Load, class Emit>
+inline void input_tiles(Load&& load, Emit&& emit) {
+  V region[6][6];
+  for (int r = 0; r < 6; ++r)
+    for (int s = 0; s < 6; ++s) region[r][s] = load(r, s);
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b) {
+      V e[3][3], v[3][3];
+      for (int u = 0; u < 3; ++u)
+        for (int w = 0; w < 3; ++w) e[u][w] = region[2 * u + a][2 * w + b];
+      transform2d<InputT>(e, v);
+      for (int p = 0; p < kPoints; ++p) emit(2 * a + b, p, v[p / 3][p % 3]);
+    }
+}
+
+// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c: lanes over 16 channels.
+void transform_weights(const Tiles& tl, const float* w, float* U) {
+  const __m512i by16 = lane_steps(16);
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < tl.Co; ++o) {
+    for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
+      const float* src = w + (o * tl.Ci + c0) * 16;
+      V taps[16];
+      for (int k = 0; k < 16; ++k) taps[k] = gather(src + k, by16);
+      for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) {
+          const V g[2][2] = {{taps[a * 4 + b], taps[a * 4 + b + 2]}, {taps[(a + 2) * 4 + b], taps[(a + 2) * 4 + b + 2]}};
+          V u[3][3];
+          transform2d<WeightT>(g, u);
+          for (int p = 0; p < kPoints; ++p)
+            _mm512_storeu_ps(U + (p * tl.Co + o) * tl.K4 + (2 * a + b) * tl.Ci + c0, u[p / 3][p % 3]);
+        }
+    }
+  }
+}
+
+// Row and column offset tables of row-major matrices, for sgemm's views.
+std::vector<int64_t> steps(int64_t n, int64_t stride) {
+  std::vector<int64_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = i * stride;
+  return t;
+}
+
+// The nine products C_p = A_p B_p of row-major [M, K] and [K, N] matrices stored one after the
+// other, with leading dimensions lda, ldb, ldc.
+void gemm9(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+           int64_t ldc) {
+  const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), br = steps(K, ldb), bc = steps(N, 1),
+                             cr = steps(M, ldc), cc = steps(N, 1);
+  sgemm_batch(kPoints, GemmView<const float>{A, M, K, ar.data(), ac.data()}, M * lda,
+              GemmView<const float>{B, K, N, br.data(), bc.data()}, K * ldb,
+              GemmView<float>{C, M, N, cr.data(), cc.data()}, M * ldc, false);
+}
+
+}  // namespace
+
+bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t N,
+                      int64_t kh, int64_t kw, int64_t stride, int64_t pad_h, int64_t pad_w) {
+  static const bool off = [] {
+    const char* e = std::getenv("XGAN_CONV");
+    return e && std::string(e) == "direct";
+  }();
+  if (off || !sgemm_available()) return false;
+  if (kh != 4 || kw != 4 || stride != 2 || pad_h != 1 || pad_w != 1) return false;
+  if (OH < 2 || OW < 2 || OH % 2 || OW % 2 || H != 2 * OH || W != 2 * OW) return false;
+  if (Ci < kLanes || Co < kLanes || Ci % kLanes || Co % kLanes || N < 1) return false;
+  // Tile offsets in gathers and scatters are 32-bit.
+  const int64_t limit = int64_t{1} << 31;
+  return N * Ci * H * W < limit && N * Co * OH * OW < limit;
+}
+
+void winograd_conv2d(const WinogradConv& s, const float* x, const float* w, float* y) {
+  const Tiles tl(s);
+  Scratch U(kPoints * tl.Co * tl.K4), Vt(kPoints * tl.K4 * tl.ld), M(kPoints * tl.Co * tl.ld);
+  transform_weights(tl, w, U.data());
+  // V[p][k][t]: lanes over 16 tiles, gathered from the input with the padding masked to zero.
+  const int64_t image = tl.Ci * tl.H * tl.W;
+  float* v = Vt.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < tl.groups(); ++g) {
+    const TileLanes<6> lanes(tl, g * kLanes, image, tl.H, tl.W, 4, -1);
+    for (int64_t c = 0; c < tl.Ci; ++c) {
+      const float* base = x + c * tl.H * tl.W;
+      input_tiles([&](int r, int s2) { return gather(base + r * tl.W + s2, lanes.offset, lanes.row[r] & lanes.col[s2]); },
+                  [&](int phase, int p, V val) {
+                    _mm512_store_ps(v + (p * tl.K4 + phase * tl.Ci + c) * tl.ld + g * kLanes, val);
+                  });
+    }
+  }
+  gemm9(tl.Co, tl.ld, tl.K4, U.data(), tl.K4, v, tl.ld, M.data(), tl.ld);
+  // Y = A^T M A, scattered to each lane's 2x2 output tile.
+  const float* m = M.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < tl.Co; ++o) {
+    for (int64_t g = 0; g < tl.groups(); ++g) {
+      const TileLanes<2> lanes(tl, g * kLanes, tl.Co * tl.OH * tl.OW, tl.OH, tl.OW, 2, 0);
+      V mt[3][3], yt[2][2];
+      for (int p = 0; p < kPoints; ++p) mt[p / 3][p % 3] = _mm512_load_ps(m + (p * tl.Co + o) * tl.ld + g * kLanes);
+      transform2d<OutputT>(mt, yt);
+      float* dst = y + o * tl.OH * tl.OW;
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) scatter(dst + i * tl.OW + j, lanes.offset, yt[i][j], lanes.row[i] & lanes.col[j]);
+    }
+  }
+}
+
+void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const float* w, float* dx) {
+  const Tiles tl(s);
+  Scratch U(kPoints * tl.Co * tl.K4), Z(kPoints * tl.T * tl.Co), M(kPoints * tl.T * tl.K4);
+  transform_weights(tl, w, U.data());
+  // Z[p][t][o] = (A dY A^T)[p]: lanes over 16 channels of dy.
+  const int64_t plane = tl.OH * tl.OW;
+  const __m512i by_plane = lane_steps(plane);
+  float* z = Z.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tl.T; ++t) {
+    const float* tile = dy + tl.n(t) * tl.Co * plane + 2 * tl.ty(t) * tl.OW + 2 * tl.tx(t);
+    for (int64_t o0 = 0; o0 < tl.Co; o0 += kLanes) {
+      const float* src = tile + o0 * plane;
+      const V d[2][2] = {{gather(src, by_plane), gather(src + 1, by_plane)},
+                         {gather(src + tl.OW, by_plane), gather(src + tl.OW + 1, by_plane)}};
+      V zt[3][3];
+      transform2d<OutputAdjT>(d, zt);
+      for (int p = 0; p < kPoints; ++p) _mm512_storeu_ps(z + (p * tl.T + t) * tl.Co + o0, zt[p / 3][p % 3]);
+    }
+  }
+  gemm9(tl.T, tl.K4, tl.Co, z, tl.Co, U.data(), tl.K4, M.data(), tl.K4);
+  // dE = B M B^T added into dx, lanes over 16 channels of one phase. A work item owns a phase and a
+  // channel group in every image, so overlapping tiles add up in one thread, in tile order.
+  const int64_t HW = tl.H * tl.W;
+  std::memset(dx, 0, sizeof(float) * tl.N * tl.Ci * HW);
+  const __m512i by_hw = lane_steps(HW);
+  const float* m = M.data();
+  const int64_t items = 4 * (tl.Ci / kLanes);
+#pragma omp parallel for schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t phase = item / (tl.Ci / kLanes), c0 = item % (tl.Ci / kLanes) * kLanes;
+    const int64_t a = phase / 2, b = phase % 2;
+    for (int64_t t = 0; t < tl.T; ++t) {
+      V mt[3][3], e[3][3];
+      for (int p = 0; p < kPoints; ++p) mt[p / 3][p % 3] = _mm512_loadu_ps(m + (p * tl.T + t) * tl.K4 + phase * tl.Ci + c0);
+      transform2d<InputAdjT>(mt, e);
+      float* img = dx + (tl.n(t) * tl.Ci + c0) * HW;
+      for (int u = 0; u < 3; ++u) {
+        const int64_t row = 4 * tl.ty(t) + 2 * u + a - 1;
+        if (row < 0 || row >= tl.H) continue;
+        for (int v = 0; v < 3; ++v) {
+          const int64_t col = 4 * tl.tx(t) + 2 * v + b - 1;
+          if (col < 0 || col >= tl.W) continue;
+          float* at = img + row * tl.W + col;
+          scatter(at, by_hw, _mm512_add_ps(gather(at, by_hw), e[u][v]), 0xFFFF);
+        }
+      }
+    }
+  }
+}
+
+void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const float* dy, float* dw) {
+  const Tiles tl(s);
+  Scratch Z(kPoints * tl.Co * tl.ld), Vt(kPoints * tl.T * tl.K4), M(kPoints * tl.Co * tl.K4);
+  // Z[p][o][t] = (A dY A^T)[p]: lanes over 16 tiles.
+  const int64_t plane = tl.OH * tl.OW;
+  float* z = Z.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < tl.groups(); ++g) {
+    const TileLanes<2> lanes(tl, g * kLanes, tl.Co * plane, tl.OH, tl.OW, 2, 0);
+    for (int64_t o = 0; o < tl.Co; ++o) {
+      const float* src = dy + o * plane;
+      const __mmask16 all = lanes.row[0];
+      const V d[2][2] = {{gather(src, lanes.offset, all), gather(src + 1, lanes.offset, all)},
+                         {gather(src + tl.OW, lanes.offset, all), gather(src + tl.OW + 1, lanes.offset, all)}};
+      V zt[3][3];
+      transform2d<OutputAdjT>(d, zt);
+      for (int p = 0; p < kPoints; ++p) _mm512_store_ps(z + (p * tl.Co + o) * tl.ld + g * kLanes, zt[p / 3][p % 3]);
+    }
+  }
+  // V[p][t][k]: lanes over 16 channels; a region pixel in the padding is zero for every lane.
+  const int64_t HW = tl.H * tl.W;
+  const __m512i by_hw = lane_steps(HW);
+  float* v = Vt.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tl.T; ++t) {
+    const int64_t r0 = 4 * tl.ty(t) - 1, s0 = 4 * tl.tx(t) - 1;
+    for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
+      const float* img = x + (tl.n(t) * tl.Ci + c0) * HW;
+      input_tiles(
+          [&](int r, int s2) {
+            const int64_t row = r0 + r, col = s0 + s2;
+            return row < 0 || row >= tl.H || col < 0 || col >= tl.W ? _mm512_setzero_ps()
+                                                                     : gather(img + row * tl.W + col, by_hw);
+          },
+          [&](int phase, int p, V val) { _mm512_storeu_ps(v + (p * tl.T + t) * tl.K4 + phase * tl.Ci + c0, val); });
+    }
+  }
+  gemm9(tl.Co, tl.K4, tl.T, z, tl.ld, v, tl.K4, M.data(), tl.K4);
+  // dw_ab = G^T M G, lanes over 16 channels, scattered into dw[o][c][2i'+a][2j'+b].
+  const __m512i by16 = lane_steps(16);
+  const float* m = M.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < tl.Co; ++o) {
+    for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
+      float* dst = dw + (o * tl.Ci + c0) * 16;
+      for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) {
+          V mt[3][3], g[2][2];
+          for (int p = 0; p < kPoints; ++p)
+            mt[p / 3][p % 3] = _mm512_loadu_ps(m + (p * tl.Co + o) * tl.K4 + (2 * a + b) * tl.Ci + c0);
+          transform2d<WeightAdjT>(mt, g);
+          for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 2; ++j) scatter(dst + (2 * i + a) * 4 + 2 * j + b, by16, g[i][j], 0xFFFF);
+        }
+    }
+  }
+}
+
+#else  // no AVX-512: the callers keep the direct method
+
+bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                      int64_t, int64_t) {
+  return false;
+}
+[[noreturn]] static void no_winograd() {
+  throw std::logic_error("winograd: this build has no AVX-512 transforms (check winograd_applies() first)");
+}
+void winograd_conv2d(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
+void winograd_conv2d_data_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
+void winograd_conv2d_weight_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
+
+#endif
+
+}  // namespace xgan::cpu

@@ -1,0 +1,33 @@
+// Winograd F(2x2, 2x2) convolutions for kernel 4, stride 2, padding 1: the middle layers of the
+// paper's D (conv2d) and G (conv_transpose2d), which carry ~95% of a training iteration's
+// arithmetic. Each output needs 9/16 of the multiplications of the direct method. Float32 on
+// AVX-512; kernels/cpu/conv.cpp takes this path where `winograd_applies` says so, and im2col +
+// GEMM everywhere else (and for float64, the exact reference). The math is in winograd.cpp and
+// docs/performance.md; tests/test_winograd.cpp checks every entry point against the direct method.
+#pragma once
+#include <cstdint>
+
+namespace xgan::cpu {
+
+// The convolution y = conv2d(x, w, stride 2, padding 1) with x [N, Ci, 2 OH, 2 OW],
+// w [Co, Ci, 4, 4] and y [N, Co, OH, OW]. The three entry points are its forward, its adjoint
+// in x (conv2d's input gradient, which is conv_transpose2d's forward) and its weight gradient.
+struct WinogradConv {
+  int64_t N, Ci, Co, OH, OW;
+};
+
+// True when this build has the AVX-512 transforms, the convolution is k4 s2 p1 on an input of
+// exactly twice the output size, OH and OW are even, Ci and Co are multiples of 16, the tensors
+// are small enough for 32-bit gather offsets, and the environment does not set XGAN_CONV=direct
+// (which keeps the direct method everywhere, to compare the two).
+bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t N,
+                      int64_t kh, int64_t kw, int64_t stride, int64_t pad_h, int64_t pad_w);
+
+// y = conv2d(x, w). Requires winograd_applies for the shape; y is overwritten.
+void winograd_conv2d(const WinogradConv& s, const float* x, const float* w, float* y);
+// dx = conv2d's gradient in x for upstream dy [N, Co, OH, OW]; dx [N, Ci, 2 OH, 2 OW] is overwritten.
+void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const float* w, float* dx);
+// dw = conv2d's gradient in w for input x and upstream dy; dw [Co, Ci, 4, 4] is overwritten.
+void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const float* dy, float* dw);
+
+}  // namespace xgan::cpu
