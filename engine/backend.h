@@ -55,6 +55,24 @@ void empty_cache();  // returns the cached blocks to the driver (waits for the s
 void synchronize();  // waits until all queued GPU work is done (timing, tests)
 }  // namespace cuda
 
+// Frozen parameters. While a FrozenParameters object lives on a thread, its owner promises that no
+// parameter (a leaf tensor that requires grad) is written, so kernels may keep forms derived from
+// a parameter's values and reuse them: the CPU's 4x4 stride-2 convolutions keep the Winograd
+// transform of their weights, which then costs once per training half-step instead of once per
+// convolution. The outermost scope's end drops them. train_step opens one around the D step and
+// one around the G step, each closed before its optimiser writes the weights. Scopes nest.
+class FrozenParameters {
+ public:
+  FrozenParameters();
+  ~FrozenParameters();
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+  static bool active();  // inside a scope on this thread
+};
+namespace cpu {
+void drop_parameter_forms();  // what the CPU kernels kept for this thread's frozen parameters
+}
+
 // Dispatch helpers: run the kernel of the tensor's device.
 void fill(Tensor& t, double value);
 void cast(const Tensor& src, Tensor& dst);

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "kernels/cpu/winograd.h"
 
@@ -126,8 +127,10 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
                dy = randn(s.N * s.Co * s.OH * s.OW, rng);
     // Outputs start as garbage: every element must be written.
     std::vector<float> y(s.N * s.Co * s.OH * s.OW, NAN), dx(x.size(), NAN), dw(w.size(), NAN);
-    xgan::cpu::winograd_conv2d(s, x.data(), w.data(), y.data());
-    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), w.data(), dx.data());
+    std::vector<float> U(xgan::cpu::winograd_weight_floats(s), NAN);
+    xgan::cpu::winograd_transform_weights(s, w.data(), U.data());
+    xgan::cpu::winograd_conv2d(s, x.data(), U.data(), y.data());
+    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), U.data(), dx.data());
     xgan::cpu::winograd_conv2d_weight_grad(s, x.data(), dy.data(), dw.data());
     CHECK(worst(y, conv_ref(s, x, w), s.Ci * 16) <= 1.0);
     CHECK(worst(dx, data_grad_ref(s, dy, w), s.Co * 4) <= 1.0);
@@ -167,5 +170,45 @@ TEST_CASE("conv ops on the Winograd path agree with their float64 versions") {
     for (double v : b) scale = std::max(scale, std::abs(v));
     for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
     CHECK(err <= 1e-5 * scale);
+  }
+}
+
+TEST_CASE("frozen parameters keep their Winograd weights only while frozen and unchanged") {
+  using namespace xgan;
+  if (!cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1)) return;
+  std::mt19937 rng(5);
+  const Tensor x = from_vector(randn(16 * 8 * 8, rng), {1, 16, 8, 8});
+  Tensor w = from_vector(randn(16 * 16 * 16, rng), {16, 16, 4, 4});
+  w.set_requires_grad(true);  // a parameter: a leaf that requires grad
+  const auto run = [&] { return conv2d(x, w.detach(), 2, {1, 1}).to_vector(); };
+  const auto run_param = [&] { return conv2d(x, w, 2, {1, 1}).to_vector(); };
+  const auto before = run();
+  const auto scale_storage = [](Tensor& t, float by) {  // a write the engine does not see, as Adam's
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] *= by;
+  };
+  {
+    FrozenParameters frozen;
+    CHECK(run_param() == before);  // transformed and kept
+    CHECK(run_param() == before);  // served from the kept form: the same numbers
+    // Honest writes (copy_ bumps the version) are seen even inside the scope.
+    const Tensor doubled = from_vector(w.detach().to_vector(), w.shape()) * 2.0;
+    w.copy_(doubled);
+    const auto twice = run_param();
+    CHECK(twice != before);
+    CHECK(twice == run());
+  }
+  // After the scope, a write the engine does not see (Adam's) must not meet a stale form.
+  scale_storage(w, 0.5f);
+  {
+    FrozenParameters frozen;
+    CHECK(run_param() == before);
+    // A tensor that is not a parameter is never kept: its writes show even within the scope.
+    Tensor plain = from_vector(w.detach().to_vector(), w.shape());
+    const auto first = conv2d(x, plain, 2, {1, 1}).to_vector();
+    scale_storage(plain, 2.0f);
+    const auto second = conv2d(x, plain, 2, {1, 1}).to_vector();
+    CHECK(first == before);
+    CHECK(second != before);
   }
 }

@@ -3,9 +3,11 @@
 // Tested by tests/test_step.cpp against tests/golden/step_reference.py (PyTorch 1.13).
 #include "train/step.h"
 
+#include <optional>
 #include <stdexcept>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
 
 namespace xgan {
@@ -62,6 +64,9 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
 
   // ---- D step. The fake batch only feeds D, so G records no graph; its BN statistics still move.
   opt_D.zero_grad();  // drops anything left from the previous G step
+  // No weight changes until the optimiser steps: kernels may reuse what they derive from them.
+  std::optional<FrozenParameters> frozen;
+  frozen.emplace();
   Tensor fake_d;
   {
     NoGradGuard no_grad;
@@ -82,12 +87,14 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
   }
   backward(total_D);
   if (opt.record_grads) rec.grad_D = snapshot_grads(D);
+  frozen.reset();
   opt_D.step();
   rec.loss_D = rec.loss_D.detach();
   if (rec.gp.defined()) rec.gp = rec.gp.detach();
 
   // ---- G step. dL_G/d(fake) first (where explanations will weigh it), then back through G.
   opt_G.zero_grad();
+  frozen.emplace();
   Tensor fake = G.forward(z_g, true);
   Tensor fake_leaf = fake.detach();
   fake_leaf.set_requires_grad(true);
@@ -111,6 +118,7 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
   }
   backward({fake}, {rec.dLdimg_guided});
   if (opt.record_grads) rec.grad_G = snapshot_grads(G);
+  frozen.reset();
   opt_G.step();
   rec.loss_G = loss_G.detach();
   rec.fake = fake.detach();

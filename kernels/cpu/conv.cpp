@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/gemm.h"
@@ -282,6 +283,33 @@ void transposed_columns(const float* x, const float* w, float* col, const ConvGe
 
 }  // namespace fast
 
+// ---- Winograd weights, kept for parameters while they are frozen ----------------------------------
+// The transformed form of each parameter used as a Winograd weight inside a FrozenParameters scope
+// (engine/backend.h), on this thread. An entry holds its parameter, so the storage cannot be freed
+// and its address reused while the entry lives; the version is checked as well, so a write the
+// engine sees (copy_from) is never served stale.
+struct ParameterForm {
+  Tensor param;
+  uint64_t version;
+  int64_t ci, co;
+  Tensor U;
+};
+thread_local std::vector<ParameterForm> t_parameter_forms;
+
+// U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use),
+// otherwise transformed into `own`.
+const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, Tensor& own) {
+  const bool keep = FrozenParameters::active() && w.is_leaf() && w.requires_grad();
+  if (keep)
+    for (const ParameterForm& f : t_parameter_forms)
+      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.version == w.version())
+        return f.U.data<float>();
+  own = empty({cpu::winograd_weight_floats(s)});
+  cpu::winograd_transform_weights(s, w.data<float>(), own.data<float>());
+  if (keep) t_parameter_forms.push_back({w, w.version(), s.Ci, s.Co, own});
+  return own.data<float>();
+}
+
 template <class T>
 void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) {
   require(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, "conv2d", "expects 4-D x, w and output");
@@ -300,7 +328,11 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
   }
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-      return cpu::winograd_conv2d({N, g.C, Co, g.OH, g.OW}, xd, w.data<T>(), yd);
+    {
+      const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW};
+      Tensor own;
+      return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, own), yd);
+    }
     if (cpu::sgemm_available()) return fast::conv2d(xd, w.data<T>(), yd, g, N, Co);
   }
   const int64_t B = chunk_samples(N, K * P);
@@ -336,7 +368,11 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
   }
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Ci, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-      return cpu::winograd_conv2d_data_grad({N, g.C, Ci, g.OH, g.OW}, xd, wm.data(), yd);
+    {
+      const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW};
+      Tensor own;
+      return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, own), yd);
+    }
   }
   // Float with xgan's sgemm: the GEMM reads x's samples in place (no reorder into the wide layout).
   bool own_gemm = false;
@@ -427,5 +463,7 @@ void Conv2dWeightGrad::eval_cpu(const std::vector<Tensor>& in, Tensor& out) {
   cpu::dispatch_float(out.dtype(), "conv2d_weight_grad",
                       [&](auto t) { conv2d_weight_grad<decltype(t)>(in[0], in[1], out, stride, pad); });
 }
+
+void cpu::drop_parameter_forms() { t_parameter_forms.clear(); }
 
 }  // namespace xgan

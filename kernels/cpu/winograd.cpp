@@ -253,10 +253,13 @@ bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, 
   return N * Ci * H * W < limit && N * Co * OH * OW < limit;
 }
 
-void winograd_conv2d(const WinogradConv& s, const float* x, const float* w, float* y) {
+int64_t winograd_weight_floats(const WinogradConv& s) { return kPoints * s.Co * 4 * s.Ci; }
+
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* U) { transform_weights(Tiles(s), w, U); }
+
+void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y) {
   const Tiles tl(s);
-  Scratch U(kPoints * tl.Co * tl.K4), Vt(kPoints * tl.K4 * tl.ld), M(kPoints * tl.Co * tl.ld);
-  transform_weights(tl, w, U.data());
+  Scratch Vt(kPoints * tl.K4 * tl.ld), M(kPoints * tl.Co * tl.ld);
   // V[p][k][t]: lanes over 16 tiles, gathered from the input with the padding masked to zero.
   const int64_t image = tl.Ci * tl.H * tl.W;
   float* v = Vt.data();
@@ -271,7 +274,7 @@ void winograd_conv2d(const WinogradConv& s, const float* x, const float* w, floa
                   });
     }
   }
-  gemm9(tl.Co, tl.ld, tl.K4, U.data(), tl.K4, v, tl.ld, M.data(), tl.ld);
+  gemm9(tl.Co, tl.ld, tl.K4, U, tl.K4, v, tl.ld, M.data(), tl.ld);
   // Y = A^T M A, scattered to each lane's 2x2 output tile.
   const float* m = M.data();
 #pragma omp parallel for schedule(static)
@@ -288,10 +291,9 @@ void winograd_conv2d(const WinogradConv& s, const float* x, const float* w, floa
   }
 }
 
-void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const float* w, float* dx) {
+void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const float* U, float* dx) {
   const Tiles tl(s);
-  Scratch U(kPoints * tl.Co * tl.K4), Z(kPoints * tl.T * tl.Co), M(kPoints * tl.T * tl.K4);
-  transform_weights(tl, w, U.data());
+  Scratch Z(kPoints * tl.T * tl.Co), M(kPoints * tl.T * tl.K4);
   // Z[p][t][o] = (A dY A^T)[p]: lanes over 16 channels of dy.
   const int64_t plane = tl.OH * tl.OW;
   const __m512i by_plane = lane_steps(plane);
@@ -308,7 +310,7 @@ void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const flo
       for (int p = 0; p < kPoints; ++p) _mm512_storeu_ps(z + (p * tl.T + t) * tl.Co + o0, zt[p / 3][p % 3]);
     }
   }
-  gemm9(tl.T, tl.K4, tl.Co, z, tl.Co, U.data(), tl.K4, M.data(), tl.K4);
+  gemm9(tl.T, tl.K4, tl.Co, z, tl.Co, U, tl.K4, M.data(), tl.K4);
   // dE = B M B^T added into dx, lanes over 16 channels of one phase. A work item owns a phase and a
   // channel group in every image, so overlapping tiles add up in one thread, in tile order.
   const int64_t HW = tl.H * tl.W;
@@ -406,6 +408,8 @@ bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int6
 [[noreturn]] static void no_winograd() {
   throw std::logic_error("winograd: this build has no AVX-512 transforms (check winograd_applies() first)");
 }
+int64_t winograd_weight_floats(const WinogradConv&) { no_winograd(); }
+void winograd_transform_weights(const WinogradConv&, const float*, float*) { no_winograd(); }
 void winograd_conv2d(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_data_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_weight_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
