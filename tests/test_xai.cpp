@@ -301,27 +301,32 @@ TEST_CASE("explain_recorded equals a second captum forward: same maps, same buff
   // The G step's shortcut (train/step.cpp) must not change a single number: two Ds with the same
   // state each run the loss's forward D(x); one is then explained from a fresh forward (explain),
   // the other from the recorded graph with the batch-norm update replayed (explain_recorded).
-  for (const char* name : {"xai_sigmoid", "xai_raw"}) {
-    const Golden g = load_golden(name);
-    const Tensor x = g.file.tensors.at("x");
-    for (XaiMethod m : {XaiMethod::saliency, XaiMethod::inputxgrad}) {
-      INFO(name << " " << xai_method_name(m));
-      GanDiscriminator Da = make_d(g), Db = make_d(g);
-      Tensor xa = x.clone(), xb = x.clone();
-      xa.set_requires_grad(true);
-      xb.set_requires_grad(true);
-      const Tensor ya = Da.forward(xa, true);
-      (void)Db.forward(xb, true);
-      const Tensor want = explain(Db, x, m, XaiBatchNorm::captum);
-      const Tensor got = explain_recorded(Da, ya, xa, m);
-      CHECK(got.to_vector() == want.to_vector());
-      const auto sa = Da.state_dict(), sb = Db.state_dict();
-      for (const auto& [k, t] : sb) {
-        INFO(k);
-        CHECK(sa.at(k).to_vector() == t.to_vector());
+  // With `wgan`, the map's gradient comes from WGAN-GP's loss instead: -N times the gradient of
+  // -mean(y) is the gradient of sum(y), exactly for a batch of 2^k (so the first two samples).
+  for (const char* name : {"xai_sigmoid", "xai_raw"})
+    for (bool wgan : {false, true}) {
+      const Golden g = load_golden(name);
+      const Tensor x = wgan ? slice(g.file.tensors.at("x"), 0, 0, 2) : g.file.tensors.at("x");
+      for (XaiMethod m : {XaiMethod::saliency, XaiMethod::inputxgrad}) {
+        INFO(name << " " << xai_method_name(m) << (wgan ? " from the WGAN-GP loss gradient" : ""));
+        GanDiscriminator Da = make_d(g), Db = make_d(g);
+        Tensor xa = x.clone(), xb = x.clone();
+        xa.set_requires_grad(true);
+        xb.set_requires_grad(true);
+        const Tensor ya = Da.forward(xa, true);
+        (void)Db.forward(xb, true);
+        const Tensor want = explain(Db, x, m, XaiBatchNorm::captum);
+        Tensor sum_grad;
+        if (wgan) sum_grad = grad({-mean(ya)}, {xa})[0] * -static_cast<double>(x.size(0));
+        const Tensor got = explain_recorded(Da, ya, xa, m, sum_grad);
+        CHECK(got.to_vector() == want.to_vector());
+        const auto sa = Da.state_dict(), sb = Db.state_dict();
+        for (const auto& [k, t] : sb) {
+          INFO(k);
+          CHECK(sa.at(k).to_vector() == t.to_vector());
+        }
       }
     }
-  }
   // It refuses what it cannot shortcut.
   const Golden g = load_golden("xai_raw");
   GanDiscriminator D = make_d(g);

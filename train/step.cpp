@@ -110,7 +110,11 @@ StepRecord train_step(GanGenerator& G, GanDiscriminator& D, Adam& opt_G, Adam& o
     // weights, train mode): the same map and running statistics, one forward of D fewer.
     const bool reuse = opt.xai_bn == XaiBatchNorm::captum &&
                        (opt.xai == XaiMethod::saliency || opt.xai == XaiMethod::inputxgrad);
-    rec.xai_raw = reuse ? explain_recorded(D, y_f_g, fake_leaf, opt.xai)
+    // WGAN-GP's loss is -mean(y): its gradient is already the explainers' gradient of sum(y),
+    // scaled by -1/n, which is exact (no rounding in any op of the backward) when n is a power of two.
+    Tensor sum_grad;
+    if (reuse && wgan && (n & (n - 1)) == 0) sum_grad = rec.dLdimg * -static_cast<double>(n);
+    rec.xai_raw = reuse ? explain_recorded(D, y_f_g, fake_leaf, opt.xai, sum_grad)
                         : explain(D, fake.detach(), opt.xai, opt.xai_bn);
     GuidanceResult r = educational_grad(rec.xai_raw, rec.dLdimg, opt.xai_norm, opt.guidance);
     rec.xai_E = r.E;

@@ -195,14 +195,17 @@ void replay_batch_norm_updates(const Tensor& y) {
 }
 }  // namespace
 
-Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method) {
+Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method,
+                        const Tensor& sum_grad) {
   if (method != XaiMethod::saliency && method != XaiMethod::inputxgrad)
     throw std::invalid_argument(std::string("explain_recorded: needs saliency or inputxgrad, got ") +
                                 xai_method_name(method));
   if (!y.grad_fn() || !x_leaf.requires_grad())
     throw std::invalid_argument("explain_recorded: y must be recorded from the leaf x");
+  if (sum_grad.defined() && sum_grad.shape() != x_leaf.shape())
+    throw std::invalid_argument("explain_recorded: sum_grad " + sum_grad.str() + " does not match x " + x_leaf.str());
   EnableGradGuard eg;
-  Tensor g = grad({sum(y)}, {x_leaf})[0].detach();
+  Tensor g = sum_grad.defined() ? sum_grad.detach() : grad({sum(y)}, {x_leaf})[0].detach();
   replay_batch_norm_updates(y);
   // The module counts a train-mode forward per batch-norm layer (a host-side counter, no op).
   for (const auto& b : D.buffers()) {

@@ -40,7 +40,12 @@ Tensor explain(GanDiscriminator& D, const Tensor& x, XaiMethod method, XaiBatchN
 // replayed from the recorded batch-norm ops (and D's num_batches_tracked counted), so the result,
 // maps and buffers, equals explain(D, x, method, captum) with one forward of D fewer. Requires
 // method saliency or inputxgrad, and y recorded by D.forward(x_leaf, true).
-Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method);
+// `sum_grad`, when given, is the gradient of sum(y) in x_leaf, which the caller already has: then
+// no backward runs at all. WGAN-GP's generator loss -mean(y) has dL/dx = -(1/N) times it, and
+// with N a power of two that scaling is exact in every op of the backward, so -N dL/dx is that
+// gradient bit for bit (train/step.cpp takes this path).
+Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_leaf, XaiMethod method,
+                        const Tensor& sum_grad = Tensor());
 
 // The normalise-and-weight step, one fused kernel (engine/backend.h xai_guidance):
 //   E = 1 + (M - min) / (max - min), min/max over the batch or per sample; where max == min the
