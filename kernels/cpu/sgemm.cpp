@@ -16,6 +16,7 @@
 #include "kernels/cpu/sgemm.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -175,8 +176,10 @@ void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, fl
 }
 
 // One thread's share: C rows [m0, m1) x columns [n0, n1), the whole depth.
-void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
-                bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+// With `packed_b`, B is already in panel order (PackedPanels) and `b` only gives its shape: the
+// kernel reads the panels in place, from row pc on.
+void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, const float* packed_b,
+                const GemmView<float>& c, bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   Packs& packs = thread_packs();
   const int64_t K = a.cols;
   alignas(64) float tile[kMR * kNR];
@@ -188,13 +191,13 @@ void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, 
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
       const bool add = accumulate || pc > 0;
-      pack_b(b, pc, kc, jc, nc, packs.b.get());
+      if (!packed_b) pack_b(b, pc, kc, jc, nc, packs.b.get());
       for (int64_t ic = m0; ic < m1; ic += kMC) {
         const int64_t mc = std::min(kMC, m1 - ic);
         pack_a(a, ic, mc, pc, kc, packs.a.get());
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int64_t nr = std::min(kNR, nc - jr);
-          const float* bp = packs.b.get() + jr * kc;
+          const float* bp = packed_b ? packed_b + (jc + jr) / kNR * K * kNR + pc * kNR : packs.b.get() + jr * kc;
           // Straight into C when each vector of the tile's columns is contiguous there.
           const int64_t* ccol = c.col_off + jc + jr;
           int64_t vec_at[kNV];
@@ -239,8 +242,12 @@ void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const
   sgemm_batch(1, a, 0, b, 0, c, 0, accumulate);
 }
 
-void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
-                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
+namespace {
+
+// sgemm_batch for B as offset tables (packed == false) or already in panels (packed == true, the
+// data of `b` is the panels and its tables are unused).
+void batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b, bool packed,
+           int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
   const int64_t M = c.rows, N = c.cols, K = a.cols;
   if (a.rows != M || b.rows != K || b.cols != N)
     throw std::logic_error("sgemm: [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) + "] x [" +
@@ -272,13 +279,31 @@ void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, 
     for (int64_t p = 0; p < count && lo < hi; ++p) {
       const GemmView<const float> ap{a.data + p * a_step, a.rows, a.cols, a.row_off, a.col_off};
       const GemmView<const float> bp{b.data + p * b_step, b.rows, b.cols, b.row_off, b.col_off};
+      const float* panels = packed ? bp.data : nullptr;
       const GemmView<float> cp{c.data + p * c_step, c.rows, c.cols, c.row_off, c.col_off};
       if (by_cols)
-        gemm_range(ap, bp, cp, accumulate, 0, M, lo, hi);
+        gemm_range(ap, bp, panels, cp, accumulate, 0, M, lo, hi);
       else
-        gemm_range(ap, bp, cp, accumulate, lo, hi, 0, N);
+        gemm_range(ap, bp, panels, cp, accumulate, lo, hi, 0, N);
     }
   }
+}
+
+}  // namespace
+
+int64_t sgemm_panel_width() { return kNR; }
+
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
+                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
+  batch(count, a, a_step, b, false, b_step, c, c_step, accumulate);
+}
+
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const PackedPanels& b, int64_t b_step,
+                 const GemmView<float>& c, int64_t c_step, bool accumulate) {
+  if (reinterpret_cast<uintptr_t>(b.data) % 64 != 0 || (b_step * sizeof(float)) % 64 != 0)
+    throw std::logic_error("sgemm_batch: packed panels must start 64-byte aligned, for every product");
+  batch(count, a, a_step, GemmView<const float>{b.data, b.rows, b.cols, nullptr, nullptr}, true, b_step, c, c_step,
+        accumulate);
 }
 
 void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<float> c, bool accumulate) {
@@ -300,6 +325,11 @@ void sgemm(const GemmView<const float>&, const GemmView<const float>&, const Gem
 void sgemm(StridedMat<const float>, StridedMat<const float>, StridedMat<float>, bool) { no_kernel(); }
 void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const GemmView<const float>&, int64_t,
                  const GemmView<float>&, int64_t, bool) {
+  no_kernel();
+}
+int64_t sgemm_panel_width() { no_kernel(); }
+void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const PackedPanels&, int64_t, const GemmView<float>&,
+                 int64_t, bool) {
   no_kernel();
 }
 

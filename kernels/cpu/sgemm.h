@@ -46,6 +46,21 @@ void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const
 void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
                  int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate);
 
+// B handed over already in the kernel's panel order, which a producer that can write it directly
+// (the Winograd transforms) uses to spare the GEMM its copy of B: column panel q (columns
+// [q w, q w + w), w = sgemm_panel_width()) holds rows 0..rows-1 of w floats each, zero past `cols`,
+// and the panels follow one another (panel q starts at data + q * rows * w). The kernel loads the
+// panels with aligned vector loads, so data must be 64-byte aligned (the CPU allocator's blocks are).
+struct PackedPanels {
+  const float* data;
+  int64_t rows, cols;
+};
+int64_t sgemm_panel_width();
+
+// sgemm_batch with B in panels; product p's panels start at b.data + p * b_step.
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const PackedPanels& b, int64_t b_step,
+                 const GemmView<float>& c, int64_t c_step, bool accumulate);
+
 // c = a * b (accumulate: c += a * b) for a [M, K], b [K, N], c [M, N]; c must not alias a or b.
 // Split over the OpenMP threads when the product is large enough to pay for a team.
 void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<float> c, bool accumulate);

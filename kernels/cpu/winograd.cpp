@@ -49,6 +49,9 @@ namespace {
 using V = __m512;
 constexpr int64_t kLanes = 16;
 constexpr int kPoints = 9;  // transformed positions of a 3x3 tile
+// The width of sgemm's column panels (8 x 48 register tile on AVX-512): the transforms write the
+// GEMMs' B operands straight in that order (PackedPanels), sparing the GEMM its copy of B.
+constexpr int64_t kPanel = 48;
 
 // ---- the 1D transforms; transform2d applies one along columns, then along rows -------------------
 struct InputT {  // B^T, 3 -> 3
@@ -142,12 +145,13 @@ class Scratch {
 
 // The shape in tile terms. Tile t = (n TY + ty) TX + tx covers outputs [2ty, 2ty+2) x [2tx, 2tx+2)
 // and the input region rows [4ty-1, 4ty+5) x cols [4tx-1, 4tx+5) (all four phases of its 3x3
-// e-tiles); `ld` is T rounded up to whole 16-lane groups.
+// e-tiles); `ld` is T rounded up to whole GEMM panels (kPanel columns, a multiple of 16 lanes).
+// `KP` is K4 rounded up the same way: the weight gradient's V has its channels in panels.
 struct Tiles {
-  int64_t N, Ci, Co, OH, OW, H, W, TY, TX, T, ld, K4;
+  int64_t N, Ci, Co, OH, OW, H, W, TY, TX, T, ld, K4, KP;
   explicit Tiles(const WinogradConv& s)
       : N(s.N), Ci(s.Ci), Co(s.Co), OH(s.OH), OW(s.OW), H(2 * s.OH), W(2 * s.OW), TY(s.OH / 2), TX(s.OW / 2),
-        T(s.N * TY * TX), ld((T + kLanes - 1) / kLanes * kLanes), K4(4 * s.Ci) {}
+        T(s.N * TY * TX), ld((T + kPanel - 1) / kPanel * kPanel), K4(4 * s.Ci), KP((K4 + kPanel - 1) / kPanel * kPanel) {}
   int64_t groups() const { return ld / kLanes; }
   int64_t n(int64_t t) const { return t / (TY * TX); }
   int64_t ty(int64_t t) const { return t / TX % TY; }
@@ -236,6 +240,14 @@ void gemm9(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const f
               GemmView<float>{C, M, N, cr.data(), cc.data()}, M * ldc, false);
 }
 
+// The same with B in sgemm's panels (PackedPanels), kPanel columns wide.
+void gemm9(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackedPanels& B, float* C, int64_t ldc) {
+  const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), cr = steps(M, ldc), cc = steps(N, 1);
+  sgemm_batch(kPoints, GemmView<const float>{A, M, K, ar.data(), ac.data()}, M * lda, B,
+              B.rows * ((B.cols + kPanel - 1) / kPanel * kPanel), GemmView<float>{C, M, N, cr.data(), cc.data()},
+              M * ldc, false);
+}
+
 }  // namespace
 
 bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t N,
@@ -244,7 +256,7 @@ bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, 
     const char* e = std::getenv("XGAN_CONV");
     return e && std::string(e) == "direct";
   }();
-  if (off || !sgemm_available()) return false;
+  if (off || !sgemm_available() || sgemm_panel_width() != kPanel) return false;
   if (kh != 4 || kw != 4 || stride != 2 || pad_h != 1 || pad_w != 1) return false;
   if (OH < 2 || OW < 2 || OH % 2 || OW % 2 || H != 2 * OH || W != 2 * OW) return false;
   if (Ci < kLanes || Co < kLanes || Ci % kLanes || Co % kLanes || N < 1) return false;
@@ -260,21 +272,24 @@ void winograd_transform_weights(const WinogradConv& s, const float* w, float* U)
 void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y) {
   const Tiles tl(s);
   Scratch Vt(kPoints * tl.K4 * tl.ld), M(kPoints * tl.Co * tl.ld);
-  // V[p][k][t]: lanes over 16 tiles, gathered from the input with the padding masked to zero.
+  // V[p] = [K4, ld] in GEMM panels: lanes over 16 tiles, gathered from the input with the padding
+  // masked to zero (so are the tiles past T).
   const int64_t image = tl.Ci * tl.H * tl.W;
   float* v = Vt.data();
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < tl.groups(); ++g) {
     const TileLanes<6> lanes(tl, g * kLanes, image, tl.H, tl.W, 4, -1);
+    // In panels: tile t's column sits in panel t / kPanel, at t % kPanel of each of its K4 rows.
+    float* panel = v + g * kLanes / kPanel * tl.K4 * kPanel + g * kLanes % kPanel;
     for (int64_t c = 0; c < tl.Ci; ++c) {
       const float* base = x + c * tl.H * tl.W;
       input_tiles([&](int r, int s2) { return gather(base + r * tl.W + s2, lanes.offset, lanes.row[r] & lanes.col[s2]); },
                   [&](int phase, int p, V val) {
-                    _mm512_store_ps(v + (p * tl.K4 + phase * tl.Ci + c) * tl.ld + g * kLanes, val);
+                    _mm512_store_ps(panel + p * tl.K4 * tl.ld + (phase * tl.Ci + c) * kPanel, val);
                   });
     }
   }
-  gemm9(tl.Co, tl.ld, tl.K4, U, tl.K4, v, tl.ld, M.data(), tl.ld);
+  gemm9(tl.Co, tl.ld, tl.K4, U, tl.K4, PackedPanels{v, tl.K4, tl.ld}, M.data(), tl.ld);
   // Y = A^T M A, scattered to each lane's 2x2 output tile.
   const float* m = M.data();
 #pragma omp parallel for schedule(static)
@@ -343,7 +358,7 @@ void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const flo
 
 void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const float* dy, float* dw) {
   const Tiles tl(s);
-  Scratch Z(kPoints * tl.Co * tl.ld), Vt(kPoints * tl.T * tl.K4), M(kPoints * tl.Co * tl.K4);
+  Scratch Z(kPoints * tl.Co * tl.ld), Vt(kPoints * tl.T * tl.KP), M(kPoints * tl.Co * tl.K4);
   // Z[p][o][t] = (A dY A^T)[p]: lanes over 16 tiles.
   const int64_t plane = tl.OH * tl.OW;
   float* z = Z.data();
@@ -360,10 +375,14 @@ void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const fl
       for (int p = 0; p < kPoints; ++p) _mm512_store_ps(z + (p * tl.Co + o) * tl.ld + g * kLanes, zt[p / 3][p % 3]);
     }
   }
-  // V[p][t][k]: lanes over 16 channels; a region pixel in the padding is zero for every lane.
+  // V[p] = [T, K4] in GEMM panels: lanes over 16 channels (never across a panel's edge, as both
+  // are multiples of 16); a region pixel in the padding is zero for every lane. Columns K4..KP of
+  // the last panel are zero.
   const int64_t HW = tl.H * tl.W;
   const __m512i by_hw = lane_steps(HW);
   float* v = Vt.data();
+  if (tl.KP != tl.K4)
+    for (int p = 0; p < kPoints; ++p) std::fill_n(v + p * tl.T * tl.KP + (tl.KP - kPanel) * tl.T, tl.T * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < tl.T; ++t) {
     const int64_t r0 = 4 * tl.ty(t) - 1, s0 = 4 * tl.tx(t) - 1;
@@ -375,10 +394,13 @@ void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const fl
             return row < 0 || row >= tl.H || col < 0 || col >= tl.W ? _mm512_setzero_ps()
                                                                      : gather(img + row * tl.W + col, by_hw);
           },
-          [&](int phase, int p, V val) { _mm512_storeu_ps(v + (p * tl.T + t) * tl.K4 + phase * tl.Ci + c0, val); });
+          [&](int phase, int p, V val) {
+            const int64_t k = phase * tl.Ci + c0;
+            _mm512_storeu_ps(v + p * tl.T * tl.KP + (k / kPanel * tl.T + t) * kPanel + k % kPanel, val);
+          });
     }
   }
-  gemm9(tl.Co, tl.K4, tl.T, z, tl.ld, v, tl.K4, M.data(), tl.K4);
+  gemm9(tl.Co, tl.K4, tl.T, z, tl.ld, PackedPanels{v, tl.T, tl.K4}, M.data(), tl.K4);
   // dw_ab = G^T M G, lanes over 16 channels, scattered into dw[o][c][2i'+a][2j'+b].
   const __m512i by16 = lane_steps(16);
   const float* m = M.data();
