@@ -127,10 +127,14 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
                dy = randn(s.N * s.Co * s.OH * s.OW, rng);
     // Outputs start as garbage: every element must be written.
     std::vector<float> y(s.N * s.Co * s.OH * s.OW, NAN), dx(x.size(), NAN), dw(w.size(), NAN);
-    std::vector<float> U(xgan::cpu::winograd_weight_floats(s), NAN);
-    xgan::cpu::winograd_transform_weights(s, w.data(), U.data());
-    xgan::cpu::winograd_conv2d(s, x.data(), U.data(), y.data());
-    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), U.data(), dx.data());
+    // Both weight forms start as garbage too; the data_grad one is read with aligned loads.
+    using xgan::cpu::WinogradWeights;
+    xgan::Tensor Uf = xgan::full({xgan::cpu::winograd_weight_floats(s, WinogradWeights::forward)}, NAN);
+    xgan::Tensor Ud = xgan::full({xgan::cpu::winograd_weight_floats(s, WinogradWeights::data_grad)}, NAN);
+    xgan::cpu::winograd_transform_weights(s, w.data(), Uf.data<float>(), WinogradWeights::forward);
+    xgan::cpu::winograd_transform_weights(s, w.data(), Ud.data<float>(), WinogradWeights::data_grad);
+    xgan::cpu::winograd_conv2d(s, x.data(), Uf.data<float>(), y.data());
+    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), Ud.data<float>(), dx.data());
     xgan::cpu::winograd_conv2d_weight_grad(s, x.data(), dy.data(), dw.data());
     CHECK(worst(y, conv_ref(s, x, w), s.Ci * 16) <= 1.0);
     CHECK(worst(dx, data_grad_ref(s, dy, w), s.Co * 4) <= 1.0);

@@ -287,26 +287,27 @@ void transposed_columns(const float* x, const float* w, float* col, const ConvGe
 // The transformed form of each parameter used as a Winograd weight inside a FrozenParameters scope
 // (engine/backend.h), on this thread. An entry holds its parameter, so the storage cannot be freed
 // and its address reused while the entry lives; the version is checked as well, so a write the
-// engine sees (copy_from) is never served stale.
+// engine sees (copy_) is never served stale.
 struct ParameterForm {
   Tensor param;
   uint64_t version;
   int64_t ci, co;
+  cpu::WinogradWeights form;
   Tensor U;
 };
 thread_local std::vector<ParameterForm> t_parameter_forms;
 
 // U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use),
 // otherwise transformed into `own`.
-const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, Tensor& own) {
+const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, cpu::WinogradWeights form, Tensor& own) {
   const bool keep = FrozenParameters::active() && w.is_leaf() && w.requires_grad();
   if (keep)
     for (const ParameterForm& f : t_parameter_forms)
-      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.version == w.version())
+      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.form == form && f.version == w.version())
         return f.U.data<float>();
-  own = empty({cpu::winograd_weight_floats(s)});
-  cpu::winograd_transform_weights(s, w.data<float>(), own.data<float>());
-  if (keep) t_parameter_forms.push_back({w, w.version(), s.Ci, s.Co, own});
+  own = empty({cpu::winograd_weight_floats(s, form)});
+  cpu::winograd_transform_weights(s, w.data<float>(), own.data<float>(), form);
+  if (keep) t_parameter_forms.push_back({w, w.version(), s.Ci, s.Co, form, own});
   return own.data<float>();
 }
 
@@ -331,7 +332,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
     {
       const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW};
       Tensor own;
-      return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, own), yd);
+      return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, cpu::WinogradWeights::forward, own), yd);
     }
     if (cpu::sgemm_available()) return fast::conv2d(xd, w.data<T>(), yd, g, N, Co);
   }
@@ -371,7 +372,7 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
     {
       const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW};
       Tensor own;
-      return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, own), yd);
+      return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, cpu::WinogradWeights::data_grad, own), yd);
     }
   }
   // Float with xgan's sgemm: the GEMM reads x's samples in place (no reorder into the wide layout).

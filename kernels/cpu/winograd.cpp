@@ -201,9 +201,12 @@ inline void input_tiles(Load&& load, Emit&& emit) {
     }
 }
 
-// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c: lanes over 16 channels.
-void transform_weights(const Tiles& tl, const float* w, float* U) {
+// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c: lanes over 16 channels. With `panels`, the
+// [Co, K4] matrix of each p is stored in kPanel-wide column panels (zero past K4) instead.
+void transform_weights(const Tiles& tl, const float* w, float* U, bool panels) {
   const __m512i by16 = lane_steps(16);
+  if (panels && tl.KP != tl.K4)
+    for (int p = 0; p < kPoints; ++p) std::fill_n(U + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
@@ -215,8 +218,11 @@ void transform_weights(const Tiles& tl, const float* w, float* U) {
           const V g[2][2] = {{taps[a * 4 + b], taps[a * 4 + b + 2]}, {taps[(a + 2) * 4 + b], taps[(a + 2) * 4 + b + 2]}};
           V u[3][3];
           transform2d<WeightT>(g, u);
+          const int64_t k = (2 * a + b) * tl.Ci + c0;
           for (int p = 0; p < kPoints; ++p)
-            _mm512_storeu_ps(U + (p * tl.Co + o) * tl.K4 + (2 * a + b) * tl.Ci + c0, u[p / 3][p % 3]);
+            _mm512_storeu_ps(panels ? U + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel
+                                    : U + (p * tl.Co + o) * tl.K4 + k,
+                             u[p / 3][p % 3]);
         }
     }
   }
@@ -229,18 +235,8 @@ std::vector<int64_t> steps(int64_t n, int64_t stride) {
   return t;
 }
 
-// The nine products C_p = A_p B_p of row-major [M, K] and [K, N] matrices stored one after the
-// other, with leading dimensions lda, ldb, ldc.
-void gemm9(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-           int64_t ldc) {
-  const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), br = steps(K, ldb), bc = steps(N, 1),
-                             cr = steps(M, ldc), cc = steps(N, 1);
-  sgemm_batch(kPoints, GemmView<const float>{A, M, K, ar.data(), ac.data()}, M * lda,
-              GemmView<const float>{B, K, N, br.data(), bc.data()}, K * ldb,
-              GemmView<float>{C, M, N, cr.data(), cc.data()}, M * ldc, false);
-}
-
-// The same with B in sgemm's panels (PackedPanels), kPanel columns wide.
+// The nine products C_p = A_p B_p of a row-major [M, K] A (leading dimension lda) and a [K, N] B in
+// sgemm's panels (PackedPanels, kPanel columns wide) into a row-major C (ldc), stored one after the other.
 void gemm9(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackedPanels& B, float* C, int64_t ldc) {
   const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), cr = steps(M, ldc), cc = steps(N, 1);
   sgemm_batch(kPoints, GemmView<const float>{A, M, K, ar.data(), ac.data()}, M * lda, B,
@@ -265,9 +261,14 @@ bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, 
   return N * Ci * H * W < limit && N * Co * OH * OW < limit;
 }
 
-int64_t winograd_weight_floats(const WinogradConv& s) { return kPoints * s.Co * 4 * s.Ci; }
+int64_t winograd_weight_floats(const WinogradConv& s, WinogradWeights form) {
+  const Tiles tl(s);
+  return kPoints * tl.Co * (form == WinogradWeights::data_grad ? tl.KP : tl.K4);
+}
 
-void winograd_transform_weights(const WinogradConv& s, const float* w, float* U) { transform_weights(Tiles(s), w, U); }
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* U, WinogradWeights form) {
+  transform_weights(Tiles(s), w, U, form == WinogradWeights::data_grad);
+}
 
 void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y) {
   const Tiles tl(s);
@@ -325,7 +326,7 @@ void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const flo
       for (int p = 0; p < kPoints; ++p) _mm512_storeu_ps(z + (p * tl.T + t) * tl.Co + o0, zt[p / 3][p % 3]);
     }
   }
-  gemm9(tl.T, tl.K4, tl.Co, z, tl.Co, U, tl.K4, M.data(), tl.K4);
+  gemm9(tl.T, tl.K4, tl.Co, z, tl.Co, PackedPanels{U, tl.Co, tl.K4}, M.data(), tl.K4);
   // dE = B M B^T added into dx, lanes over 16 channels of one phase. A work item owns a phase and a
   // channel group in every image, so overlapping tiles add up in one thread, in tile order.
   const int64_t HW = tl.H * tl.W;
@@ -430,8 +431,8 @@ bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int6
 [[noreturn]] static void no_winograd() {
   throw std::logic_error("winograd: this build has no AVX-512 transforms (check winograd_applies() first)");
 }
-int64_t winograd_weight_floats(const WinogradConv&) { no_winograd(); }
-void winograd_transform_weights(const WinogradConv&, const float*, float*) { no_winograd(); }
+int64_t winograd_weight_floats(const WinogradConv&, WinogradWeights) { no_winograd(); }
+void winograd_transform_weights(const WinogradConv&, const float*, float*, WinogradWeights) { no_winograd(); }
 void winograd_conv2d(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_data_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_weight_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
