@@ -2,9 +2,9 @@
 """xgan beside PyTorch 1.13.1 on the same work, in the same run, on the same threads.
 
 For each of the twelve configurations (loss x explainer) this times one full training iteration
-(D step + G step, batch 32, z 128, width 128, Adam lr 1e-4 betas (0.5, 0.999)) twice: with
-`xgan bench` and with a PyTorch build of the same iteration, one configuration after the other so
-a change of machine load hits both alike. It prints the ratio xgan / PyTorch and each explainer's
+(D step + G step, batch 32, z 128, width 128, Adam lr 1e-4 betas (0.5, 0.999)) with `xgan bench`
+and with a PyTorch build of the same iteration, in alternating rounds per configuration, so that a
+change of machine speed hits both sides alike. It prints the ratio xgan / PyTorch and each explainer's
 overhead over its base loss, and can write the table (markdown) and a bar chart (PNG).
 
 The PyTorch side follows the authors' code (guibotazzo/xgan): their models (AlexiaJM's arch 0),
@@ -236,6 +236,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="time every configuration this many times on each side, alternating xgan and PyTorch "
+                         "(a VM's speed drifts by 10-30%% within minutes; pooling the rounds spreads the drift "
+                         "over both sides); the medians are over all rounds' iterations")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
@@ -246,6 +250,8 @@ def main():
     ap.add_argument("--markdown", help="write the table (with machine and command) to this markdown file")
     ap.add_argument("--chart", help="write a bar chart PNG here (needs python3-matplotlib)")
     args = ap.parse_args()
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
+        sys.exit("compare_pytorch.py: --rounds and --iters must be >= 1, --warmup >= 0")
     if not os.access(args.xgan, os.X_OK):
         sys.exit(f"compare_pytorch.py: {args.xgan} is not an executable xgan binary (build it first)")
     try:
@@ -262,8 +268,15 @@ def main():
     for loss in losses:
         for xai in xais:
             print(f"  {loss:8s} {xai:11s} ...", end="", flush=True, file=sys.stderr)
-            xg = time_xgan(loss, xai, args)
-            tt = time_torch(torch, loss, xai, args, channels)
+            xg, tt = [], []
+            for r in range(args.rounds):
+                # Alternate which side goes first, so neither always follows the other's warm caches.
+                if r % 2 == 0:
+                    xg += time_xgan(loss, xai, args)
+                    tt += time_torch(torch, loss, xai, args, channels)
+                else:
+                    tt += time_torch(torch, loss, xai, args, channels)
+                    xg += time_xgan(loss, xai, args)
             rows.append({"loss": loss, "xai": xai, "xgan_ms": statistics.median(xg), "torch_ms": statistics.median(tt),
                          "xgan_p10": percentile(xg, 0.1), "xgan_p90": percentile(xg, 0.9),
                          "torch_p10": percentile(tt, 0.1), "torch_p90": percentile(tt, 0.9)})
@@ -294,7 +307,8 @@ def main():
              f"{r['xgan_ms'] * epoch / 1e3:.0f} | {r['torch_ms'] * epoch / 1e3:.0f} | {pct(r['xgan_overhead_pct'])} | "
              f"{pct(r['torch_overhead_pct'])} |" for r in rows]
     table = head + "\n".join(lines) + "\n"
-    print(f"\n{machine}; batch {args.batch}, width {args.width}, {args.iters} timed iterations after {args.warmup}\n")
+    print(f"\n{machine}; batch {args.batch}, width {args.width}, {args.rounds} rounds of {args.iters} timed iterations "
+          f"after {args.warmup}\n")
     print(table)
     if args.json:
         with open(args.json, "w") as f:
@@ -302,8 +316,8 @@ def main():
     if args.chart:
         write_chart(rows, args.chart)
     if args.markdown:
-        cmd = "OMP_NUM_THREADS={t} /usr/bin/python3 bench/compare_pytorch.py --xgan {x} --threads {t} --iters {i} --warmup {w}".format(
-            t=args.threads, x=args.xgan, i=args.iters, w=args.warmup)
+        cmd = ("OMP_NUM_THREADS={t} /usr/bin/python3 bench/compare_pytorch.py --xgan {x} --threads {t} --iters {i} "
+               "--warmup {w} --rounds {r}").format(t=args.threads, x=args.xgan, i=args.iters, w=args.warmup, r=args.rounds)
         section = SECTION.format(machine=machine, cmd=cmd, table=table, date=time.strftime("%Y-%m-%d"),
                                  epoch=epoch, batch=args.batch, width=args.width)
         if args.chart:
@@ -314,9 +328,9 @@ def main():
 
 BEGIN, END = "<!-- compare_pytorch.py: begin -->", "<!-- compare_pytorch.py: end -->"
 
-SECTION = """Measured {date} on {machine}: each configuration timed by `xgan bench` and then by
-PyTorch, one after the other in the same run. Batch {batch}, width {width}; median of the timed
-iterations; an epoch is {epoch} iterations. Regenerate with:
+SECTION = """Measured {date} on {machine}: each configuration timed by `xgan bench` and by
+PyTorch in alternating rounds of the same run (see `--rounds`). Batch {batch}, width {width}; median
+of all rounds' timed iterations; an epoch is {epoch} iterations. Regenerate with:
 
     {cmd} --markdown docs/performance.md --chart docs/img/performance.png
 
