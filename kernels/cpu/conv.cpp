@@ -292,23 +292,31 @@ struct ParameterForm {
   Tensor param;
   uint64_t version;
   int64_t ci, co;
-  cpu::WinogradWeights form;
-  Tensor U;
+  Tensor forward, data_grad;  // both forms, made in one pass: a training step uses both
 };
 thread_local std::vector<ParameterForm> t_parameter_forms;
 
 // U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use),
 // otherwise transformed into `own`.
 const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, cpu::WinogradWeights form, Tensor& own) {
-  const bool keep = FrozenParameters::active() && w.is_leaf() && w.requires_grad();
-  if (keep)
+  using cpu::WinogradWeights;
+  const auto pick = [form](const ParameterForm& f) {
+    return (form == WinogradWeights::forward ? f.forward : f.data_grad).data<float>();
+  };
+  if (FrozenParameters::active() && w.is_leaf() && w.requires_grad()) {
     for (const ParameterForm& f : t_parameter_forms)
-      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.form == form && f.version == w.version())
-        return f.U.data<float>();
+      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.version == w.version()) return pick(f);
+    ParameterForm f{w, w.version(), s.Ci, s.Co, empty({cpu::winograd_weight_floats(s, WinogradWeights::forward)}),
+                    empty({cpu::winograd_weight_floats(s, WinogradWeights::data_grad)})};
+    cpu::winograd_transform_weights(s, w.data<float>(), f.forward.data<float>(), f.data_grad.data<float>());
+    t_parameter_forms.push_back(f);
+    return pick(f);
+  }
   own = empty({cpu::winograd_weight_floats(s, form)});
-  cpu::winograd_transform_weights(s, w.data<float>(), own.data<float>(), form);
-  if (keep) t_parameter_forms.push_back({w, w.version(), s.Ci, s.Co, form, own});
-  return own.data<float>();
+  float* u = own.data<float>();
+  cpu::winograd_transform_weights(s, w.data<float>(), form == WinogradWeights::forward ? u : nullptr,
+                                  form == WinogradWeights::data_grad ? u : nullptr);
+  return u;
 }
 
 template <class T>

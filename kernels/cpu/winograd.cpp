@@ -201,28 +201,58 @@ inline void input_tiles(Load&& load, Emit&& emit) {
     }
 }
 
-// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c: lanes over 16 channels. With `panels`, the
-// [Co, K4] matrix of each p is stored in kPanel-wide column panels (zero past K4) instead.
-void transform_weights(const Tiles& tl, const float* w, float* U, bool panels) {
-  const __m512i by16 = lane_steps(16);
+// In-register transpose of a 16 x 16 block: r[i] holds row i on entry and column i on return.
+// Pairs of rows interleave (unpack), then 4 x 4 blocks within each 128-bit lane (shuffle_ps), then
+// the 128-bit lanes themselves (shuffle_f32x4).
+inline void transpose16(V (&r)[16]) {
+  V t[16], s[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // s[4g + m], lane block j: column 4j + m of rows 4g..4g+3
+    s[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    s[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    s[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    s[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const V u0 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x44), u1 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xEE);
+    const V u2 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x44), u3 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xEE);
+    r[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    r[4 + m] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    r[8 + m] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    r[12 + m] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+  }
+}
+
+// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c, lanes over 16 channels, into either form or
+// both (a null pointer skips one): `rows` row-major [9][Co][K4], `panels` with each p's [Co, K4]
+// matrix in kPanel-wide column panels (zero past K4).
+void transform_weights(const Tiles& tl, const float* w, float* rows, float* panels) {
   if (panels && tl.KP != tl.K4)
-    for (int p = 0; p < kPoints; ++p) std::fill_n(U + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
+    for (int p = 0; p < kPoints; ++p)
+      std::fill_n(panels + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
+      // 16 channels' 4x4 taps are 256 consecutive floats: load them as rows, use them as columns.
       const float* src = w + (o * tl.Ci + c0) * 16;
       V taps[16];
-      for (int k = 0; k < 16; ++k) taps[k] = gather(src + k, by16);
+      for (int c = 0; c < 16; ++c) taps[c] = _mm512_loadu_ps(src + c * 16);
+      transpose16(taps);
       for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) {
           const V g[2][2] = {{taps[a * 4 + b], taps[a * 4 + b + 2]}, {taps[(a + 2) * 4 + b], taps[(a + 2) * 4 + b + 2]}};
           V u[3][3];
           transform2d<WeightT>(g, u);
           const int64_t k = (2 * a + b) * tl.Ci + c0;
-          for (int p = 0; p < kPoints; ++p)
-            _mm512_storeu_ps(panels ? U + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel
-                                    : U + (p * tl.Co + o) * tl.K4 + k,
-                             u[p / 3][p % 3]);
+          for (int p = 0; p < kPoints; ++p) {
+            if (rows) _mm512_storeu_ps(rows + (p * tl.Co + o) * tl.K4 + k, u[p / 3][p % 3]);
+            if (panels)
+              _mm512_storeu_ps(panels + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel,
+                               u[p / 3][p % 3]);
+          }
         }
     }
   }
@@ -266,8 +296,8 @@ int64_t winograd_weight_floats(const WinogradConv& s, WinogradWeights form) {
   return kPoints * tl.Co * (form == WinogradWeights::data_grad ? tl.KP : tl.K4);
 }
 
-void winograd_transform_weights(const WinogradConv& s, const float* w, float* U, WinogradWeights form) {
-  transform_weights(Tiles(s), w, U, form == WinogradWeights::data_grad);
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* forward, float* data_grad) {
+  transform_weights(Tiles(s), w, forward, data_grad);
 }
 
 void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y) {
@@ -432,7 +462,7 @@ bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int6
   throw std::logic_error("winograd: this build has no AVX-512 transforms (check winograd_applies() first)");
 }
 int64_t winograd_weight_floats(const WinogradConv&, WinogradWeights) { no_winograd(); }
-void winograd_transform_weights(const WinogradConv&, const float*, float*, WinogradWeights) { no_winograd(); }
+void winograd_transform_weights(const WinogradConv&, const float*, float*, float*) { no_winograd(); }
 void winograd_conv2d(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_data_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_weight_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }

@@ -29,9 +29,10 @@ bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, 
 // forms of parameters inside a FrozenParameters scope, engine/backend.h). The two read U as
 // different GEMM operands, so each has its own layout: `forward` is row-major [9][Co][4 Ci], and
 // `data_grad` is the same numbers in sgemm's column panels (PackedPanels), read in place.
+// One pass can write both forms; a null pointer skips that one.
 enum class WinogradWeights { forward, data_grad };
 int64_t winograd_weight_floats(const WinogradConv& s, WinogradWeights form);
-void winograd_transform_weights(const WinogradConv& s, const float* w, float* U, WinogradWeights form);
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* forward, float* data_grad);
 
 // y = conv2d(x, w) with U = transformed w (forward form). Requires winograd_applies for the
 // shape; y is overwritten.
