@@ -1,5 +1,5 @@
-// kernels/cpu/winograd: the F(2x2, 2x2) convolutions (forward, input gradient, weight gradient)
-// against a double-precision direct convolution, over shapes whose tile counts leave partial
+// kernels/cpu/winograd: the F(2x2, 2x2) and F(4x4, 2x2) convolutions (forward, input gradient,
+// weight gradient) against a double-precision direct convolution, over shapes whose tile counts leave partial
 // 16-lane groups, non-square maps, several channel groups and batches; and the engine ops that
 // route to them against their float64 versions. Skips where the build has no AVX-512 transforms.
 #include <catch2/catch.hpp>
@@ -87,9 +87,11 @@ Ref weight_grad_ref(const WinogradConv& s, const std::vector<float>& x, const st
 
 // Worst error of `got` relative to its bound; <= 1 passes. A float sum of K terms is off by at
 // most ~K u sum|terms| (u = 2^-24); Winograd adds the transforms' sums and differences, which
-// grow intermediate magnitudes by at most 4x per 2D transform, so 64 K u sum|terms| (plus a floor
-// for sums that cancel to ~0) still sits orders of magnitude below a wrong index or a missing
-// term, which are O(1) relative errors.
+// grow intermediate magnitudes by at most 4x per 2D transform in F(2, 2), so 64 K u sum|terms|
+// (plus a floor for sums that cancel to ~0) still sits orders of magnitude below a wrong index or
+// a missing term, which are O(1) relative errors. F(4, 2) weighs values by up to 8 in its
+// transforms, yet its worst error on these shapes stays under a twentieth of the same bound
+// (about 5-10x F(2, 2)'s), so one bound serves both.
 double worst(const std::vector<float>& got, const Ref& ref, int64_t terms) {
   double max_mag = 0, w = 0;
   for (double m : ref.magnitude) max_mag = std::max(max_mag, m);
@@ -115,12 +117,15 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
     WARN("no AVX-512 Winograd transforms in this build (or XGAN_CONV=direct): nothing to test");
     return;
   }
-  // N, Ci, Co, OH, OW: 1 tile to 2 groups of 16 plus a partial one, square and not.
-  const std::vector<WinogradConv> shapes = {{1, 16, 16, 2, 2}, {2, 32, 16, 4, 4}, {3, 16, 48, 8, 8},
-                                            {1, 48, 32, 4, 6}, {5, 16, 16, 6, 2}, {2, 16, 32, 2, 8}};
+  // N, Ci, Co, OH, OW: 1 tile to several GEMM panels of tiles (48 each) plus a partial group of
+  // 16 lanes, square maps and not, for each tile side.
+  const std::vector<WinogradConv> shapes = {
+      {1, 16, 16, 2, 2, 2},  {2, 32, 16, 4, 4, 2},  {3, 16, 48, 8, 8, 2},   {1, 48, 32, 4, 6, 2},
+      {5, 16, 16, 6, 2, 2},  {2, 16, 32, 2, 8, 2},  {1, 16, 16, 4, 4, 4},   {2, 32, 16, 8, 8, 4},
+      {1, 48, 32, 4, 8, 4},  {5, 16, 16, 8, 12, 4}, {13, 16, 32, 8, 8, 4},  {2, 16, 16, 16, 4, 4}};
   std::mt19937 rng(3);
   for (const auto& s : shapes) {
-    INFO("N " << s.N << " Ci " << s.Ci << " Co " << s.Co << " OH " << s.OH << " OW " << s.OW);
+    INFO("N " << s.N << " Ci " << s.Ci << " Co " << s.Co << " OH " << s.OH << " OW " << s.OW << " tile " << s.tile);
     REQUIRE(xgan::cpu::winograd_applies(s.Ci, s.Co, 2 * s.OH, 2 * s.OW, s.OH, s.OW, s.N, 4, 4, 2, 1, 1));
     const int64_t H = 2 * s.OH, W = 2 * s.OW;
     const auto x = randn(s.N * s.Ci * H * W, rng), w = randn(s.Co * s.Ci * 16, rng),
@@ -139,6 +144,15 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
     CHECK(worst(dx, data_grad_ref(s, dy, w), s.Co * 4) <= 1.0);
     CHECK(worst(dw, weight_grad_ref(s, x, dy), s.N * s.OH * s.OW) <= 1.0);
   }
+}
+
+TEST_CASE("winograd rejects a tile side that does not divide the map") {
+  if (!xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1)) return;
+  const WinogradConv s{1, 16, 16, 6, 6, 4};
+  CHECK_THROWS_AS(xgan::cpu::winograd_weight_floats(s, xgan::cpu::WinogradWeights::forward), std::logic_error);
+  CHECK(xgan::cpu::winograd_tile(6, 6) == 2);
+  CHECK(xgan::cpu::winograd_tile(4, 4) == 2);  // one 4x4 tile per image: too thin to pay
+  CHECK(xgan::cpu::winograd_tile(8, 8) == 4);
 }
 
 TEST_CASE("winograd_applies only to k4 s2 p1 with even maps and 16-channel groups") {

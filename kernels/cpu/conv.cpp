@@ -292,6 +292,7 @@ struct ParameterForm {
   Tensor param;
   uint64_t version;
   int64_t ci, co;
+  int tile;
   Tensor forward, data_grad;  // both forms, made in one pass: a training step uses both
 };
 thread_local std::vector<ParameterForm> t_parameter_forms;
@@ -305,8 +306,9 @@ const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, cpu::
   };
   if (FrozenParameters::active() && w.is_leaf() && w.requires_grad()) {
     for (const ParameterForm& f : t_parameter_forms)
-      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.version == w.version()) return pick(f);
-    ParameterForm f{w, w.version(), s.Ci, s.Co, empty({cpu::winograd_weight_floats(s, WinogradWeights::forward)}),
+      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.tile == s.tile && f.version == w.version())
+        return pick(f);
+    ParameterForm f{w, w.version(), s.Ci, s.Co, s.tile, empty({cpu::winograd_weight_floats(s, WinogradWeights::forward)}),
                     empty({cpu::winograd_weight_floats(s, WinogradWeights::data_grad)})};
     cpu::winograd_transform_weights(s, w.data<float>(), f.forward.data<float>(), f.data_grad.data<float>());
     t_parameter_forms.push_back(f);
@@ -338,7 +340,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
     {
-      const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW};
+      const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
       return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, cpu::WinogradWeights::forward, own), yd);
     }
@@ -378,7 +380,7 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Ci, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
     {
-      const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW};
+      const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
       return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, cpu::WinogradWeights::data_grad, own), yd);
     }
@@ -426,7 +428,8 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
   }
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-      return cpu::winograd_conv2d_weight_grad({N, g.C, Co, g.OH, g.OW}, xd, dyd, dw.data<T>());
+      return cpu::winograd_conv2d_weight_grad({N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)}, xd, dyd,
+                                               dw.data<T>());
     if (cpu::sgemm_available()) return fast::conv2d_weight_grad(xd, dyd, dw.data<T>(), g, N, Co);
   }
   // The sum over samples is the GEMM's inner dimension, so there is nothing to race on and the
