@@ -1,7 +1,7 @@
 // kernels/cpu/winograd: the F(2x2, 2x2) and F(4x4, 2x2) convolutions (forward, input gradient,
-// weight gradient) against a double-precision direct convolution, over shapes whose tile counts leave partial
-// 16-lane groups, non-square maps, several channel groups and batches; and the engine ops that
-// route to them against their float64 versions. Skips where the build has no AVX-512 transforms.
+// weight gradient) against a double-precision direct convolution, over shapes whose tile counts
+// leave partial 16-lane groups, non-square maps, several channel groups and batches; and the
+// engine ops that route to them against their float64 versions. Skips where the build has no AVX-512 transforms.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -132,13 +132,12 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
                dy = randn(s.N * s.Co * s.OH * s.OW, rng);
     // Outputs start as garbage: every element must be written.
     std::vector<float> y(s.N * s.Co * s.OH * s.OW, NAN), dx(x.size(), NAN), dw(w.size(), NAN);
-    // Both weight forms start as garbage too; the data_grad one is read with aligned loads.
-    using xgan::cpu::WinogradWeights;
-    xgan::Tensor Uf = xgan::full({xgan::cpu::winograd_weight_floats(s, WinogradWeights::forward)}, NAN);
-    xgan::Tensor Ud = xgan::full({xgan::cpu::winograd_weight_floats(s, WinogradWeights::data_grad)}, NAN);
-    xgan::cpu::winograd_transform_weights(s, w.data(), Uf.data<float>(), Ud.data<float>());
-    xgan::cpu::winograd_conv2d(s, x.data(), Uf.data<float>(), y.data());
-    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), Ud.data<float>(), dx.data());
+    // The weight form starts as garbage too (its panel padding must be written); it is read with
+    // aligned loads.
+    xgan::Tensor U = xgan::full({xgan::cpu::winograd_weight_floats(s)}, NAN);
+    xgan::cpu::winograd_transform_weights(s, w.data(), U.data<float>());
+    xgan::cpu::winograd_conv2d(s, x.data(), U.data<float>(), y.data());
+    xgan::cpu::winograd_conv2d_data_grad(s, dy.data(), U.data<float>(), dx.data());
     xgan::cpu::winograd_conv2d_weight_grad(s, x.data(), dy.data(), dw.data());
     CHECK(worst(y, conv_ref(s, x, w), s.Ci * 16) <= 1.0);
     CHECK(worst(dx, data_grad_ref(s, dy, w), s.Co * 4) <= 1.0);
@@ -149,7 +148,7 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
 TEST_CASE("winograd rejects a tile side that does not divide the map") {
   if (!xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1)) return;
   const WinogradConv s{1, 16, 16, 6, 6, 4};
-  CHECK_THROWS_AS(xgan::cpu::winograd_weight_floats(s, xgan::cpu::WinogradWeights::forward), std::logic_error);
+  CHECK_THROWS_AS(xgan::cpu::winograd_weight_floats(s), std::logic_error);
   CHECK(xgan::cpu::winograd_tile(6, 6) == 2);
   CHECK(xgan::cpu::winograd_tile(4, 4) == 2);  // one 4x4 tile per image: too thin to pay
   CHECK(xgan::cpu::winograd_tile(8, 8) == 4);

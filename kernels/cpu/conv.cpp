@@ -293,32 +293,25 @@ struct ParameterForm {
   uint64_t version;
   int64_t ci, co;
   int tile;
-  Tensor forward, data_grad;  // both forms, made in one pass: a training step uses both
+  Tensor U;
 };
 thread_local std::vector<ParameterForm> t_parameter_forms;
 
 // U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use),
 // otherwise transformed into `own`.
-const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, cpu::WinogradWeights form, Tensor& own) {
-  using cpu::WinogradWeights;
-  const auto pick = [form](const ParameterForm& f) {
-    return (form == WinogradWeights::forward ? f.forward : f.data_grad).data<float>();
-  };
+const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, Tensor& own) {
   if (FrozenParameters::active() && w.is_leaf() && w.requires_grad()) {
     for (const ParameterForm& f : t_parameter_forms)
       if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.tile == s.tile && f.version == w.version())
-        return pick(f);
-    ParameterForm f{w, w.version(), s.Ci, s.Co, s.tile, empty({cpu::winograd_weight_floats(s, WinogradWeights::forward)}),
-                    empty({cpu::winograd_weight_floats(s, WinogradWeights::data_grad)})};
-    cpu::winograd_transform_weights(s, w.data<float>(), f.forward.data<float>(), f.data_grad.data<float>());
+        return f.U.data<float>();
+    ParameterForm f{w, w.version(), s.Ci, s.Co, s.tile, empty({cpu::winograd_weight_floats(s)})};
+    cpu::winograd_transform_weights(s, w.data<float>(), f.U.data<float>());
     t_parameter_forms.push_back(f);
-    return pick(f);
+    return f.U.data<float>();
   }
-  own = empty({cpu::winograd_weight_floats(s, form)});
-  float* u = own.data<float>();
-  cpu::winograd_transform_weights(s, w.data<float>(), form == WinogradWeights::forward ? u : nullptr,
-                                  form == WinogradWeights::data_grad ? u : nullptr);
-  return u;
+  own = empty({cpu::winograd_weight_floats(s)});
+  cpu::winograd_transform_weights(s, w.data<float>(), own.data<float>());
+  return own.data<float>();
 }
 
 template <class T>
@@ -342,7 +335,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
     {
       const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
-      return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, cpu::WinogradWeights::forward, own), yd);
+      return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, own), yd);
     }
     if (cpu::sgemm_available()) return fast::conv2d(xd, w.data<T>(), yd, g, N, Co);
   }
@@ -382,7 +375,7 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
     {
       const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
-      return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, cpu::WinogradWeights::data_grad, own), yd);
+      return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, own), yd);
     }
   }
   // Float with xgan's sgemm: the GEMM reads x's samples in place (no reorder into the wide layout).

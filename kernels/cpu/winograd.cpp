@@ -310,13 +310,13 @@ inline void transpose16(V (&r)[16]) {
   }
 }
 
-// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c, lanes over 16 channels, into either form or
-// both (a null pointer skips one): `rows` row-major [P][Co][K4], `panels` with each p's [Co, K4]
-// matrix in kPanel-wide column panels (zero past K4).
+// U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c, lanes over 16 channels, with each p's
+// [Co, K4] matrix in kPanel-wide column panels (zero past K4): what the input gradient's GEMM reads
+// as its B, and the forward's as its A through offset tables (`panel_offsets`).
 template <class F>
-void transform_weights(const Tiles<F>& tl, const float* w, float* rows, float* panels) {
+void transform_weights(const Tiles<F>& tl, const float* w, float* panels) {
   constexpr int n = F::n, P = Tiles<F>::kPoints;
-  if (panels && tl.KP != tl.K4)
+  if (tl.KP != tl.K4)
     for (int p = 0; p < P; ++p) std::fill_n(panels + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
@@ -332,12 +332,8 @@ void transform_weights(const Tiles<F>& tl, const float* w, float* rows, float* p
           V u[n][n];
           transform2d<typename F::WeightT>(g, u);
           const int64_t k = (2 * a + b) * tl.Ci + c0;
-          for (int p = 0; p < P; ++p) {
-            if (rows) _mm512_storeu_ps(rows + (p * tl.Co + o) * tl.K4 + k, u[p / n][p % n]);
-            if (panels)
-              _mm512_storeu_ps(panels + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel,
-                               u[p / n][p % n]);
-          }
+          for (int p = 0; p < P; ++p)
+            _mm512_storeu_ps(panels + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel, u[p / n][p % n]);
         }
     }
   }
@@ -350,14 +346,16 @@ std::vector<int64_t> steps(int64_t n, int64_t stride) {
   return t;
 }
 
-// The `count` products C_p = A_p B_p of a row-major [M, K] A (leading dimension lda) and a [K, N] B
-// in sgemm's panels (PackedPanels, kPanel columns wide) into a row-major C (ldc), stored one after
-// the other: one per transformed position.
-void gemm_points(int count, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackedPanels& B,
-                 float* C, int64_t ldc) {
+// The `count` products C_p = A_p B_p of an [M, K] A (row-major with leading dimension lda, or at
+// a_rows[i] + a_cols[k] when tables are given) and a [K, N] B in sgemm's panels (PackedPanels,
+// kPanel columns wide) into a row-major C (ldc), stored one after the other: one per transformed
+// position. A_p starts at A + p * a_step.
+void gemm_points(int count, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, int64_t a_step,
+                 const PackedPanels& B, float* C, int64_t ldc, const int64_t* a_rows = nullptr,
+                 const int64_t* a_cols = nullptr) {
   const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), cr = steps(M, ldc), cc = steps(N, 1);
-  sgemm_batch(count, GemmView<const float>{A, M, K, ar.data(), ac.data()}, M * lda, B,
-              B.rows * ((B.cols + kPanel - 1) / kPanel * kPanel), GemmView<float>{C, M, N, cr.data(), cc.data()},
+  sgemm_batch(count, GemmView<const float>{A, M, K, a_rows ? a_rows : ar.data(), a_cols ? a_cols : ac.data()}, a_step,
+              B, B.rows * ((B.cols + kPanel - 1) / kPanel * kPanel), GemmView<float>{C, M, N, cr.data(), cc.data()},
               M * ldc, false);
 }
 
@@ -382,7 +380,12 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
           [&](int phase, int p, V val) { _mm512_store_ps(panel + p * tl.K4 * tl.ld + (phase * tl.Ci + c) * kPanel, val); });
     }
   }
-  gemm_points(P, tl.Co, tl.ld, tl.K4, U, tl.K4, PackedPanels{v, tl.K4, tl.ld}, M.data(), tl.ld);
+  // U (panels) read as the row-major [Co, K4] A: element (o, k) sits in panel k / kPanel, row o.
+  std::vector<int64_t> u_rows(tl.Co), u_cols(tl.K4);
+  for (int64_t o = 0; o < tl.Co; ++o) u_rows[o] = o * kPanel;
+  for (int64_t k = 0; k < tl.K4; ++k) u_cols[k] = k / kPanel * tl.Co * kPanel + k % kPanel;
+  gemm_points(P, tl.Co, tl.ld, tl.K4, U, 0, tl.Co * tl.KP, PackedPanels{v, tl.K4, tl.ld}, M.data(), tl.ld,
+              u_rows.data(), u_cols.data());
   // Y = A^T M A, scattered to each lane's m x m output tile.
   const float* mp = M.data();
 #pragma omp parallel for schedule(static)
@@ -420,7 +423,7 @@ void data_grad_tiles(const WinogradConv& s, const float* dy, const float* U, flo
       for (int p = 0; p < P; ++p) _mm512_storeu_ps(z + (p * tl.T + t) * tl.Co + o0, zt[p / n][p % n]);
     }
   }
-  gemm_points(P, tl.T, tl.K4, tl.Co, z, tl.Co, PackedPanels{U, tl.Co, tl.K4}, M.data(), tl.K4);
+  gemm_points(P, tl.T, tl.K4, tl.Co, z, tl.Co, tl.T * tl.Co, PackedPanels{U, tl.Co, tl.K4}, M.data(), tl.K4);
   // dE = B M B^T added into dx, lanes over 16 channels of one phase. A work item owns a phase and a
   // channel group in every image, so overlapping tiles add up in one thread, in tile order.
   const int64_t HW = tl.H * tl.W;
@@ -497,7 +500,7 @@ void weight_grad_tiles(const WinogradConv& s, const float* x, const float* dy, f
           });
     }
   }
-  gemm_points(P, tl.Co, tl.K4, tl.T, z, tl.ld, PackedPanels{v, tl.T, tl.K4}, M.data(), tl.K4);
+  gemm_points(P, tl.Co, tl.K4, tl.T, z, tl.ld, tl.Co * tl.ld, PackedPanels{v, tl.T, tl.K4}, M.data(), tl.K4);
   // dw_ab = G^T M G, lanes over 16 channels, scattered into dw[o][c][2i'+a][2j'+b].
   const __m512i by16 = lane_steps(16);
   const float* mp = M.data();
@@ -554,15 +557,15 @@ int winograd_tile(int64_t OH, int64_t OW) {
   return fits4 && OH * OW >= kF4MinOutputs ? 4 : 2;
 }
 
-int64_t winograd_weight_floats(const WinogradConv& s, WinogradWeights form) {
+int64_t winograd_weight_floats(const WinogradConv& s) {
   return with_tiles(s, [&](auto f) {
     const Tiles<decltype(f)> tl(s);
-    return tl.kPoints * tl.Co * (form == WinogradWeights::data_grad ? tl.KP : tl.K4);
+    return tl.kPoints * tl.Co * tl.KP;
   });
 }
 
-void winograd_transform_weights(const WinogradConv& s, const float* w, float* forward, float* data_grad) {
-  with_tiles(s, [&](auto f) { transform_weights(Tiles<decltype(f)>(s), w, forward, data_grad); });
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* U) {
+  with_tiles(s, [&](auto f) { transform_weights(Tiles<decltype(f)>(s), w, U); });
 }
 
 void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y) {
@@ -587,8 +590,8 @@ bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int6
   throw std::logic_error("winograd: this build has no AVX-512 transforms (check winograd_applies() first)");
 }
 int winograd_tile(int64_t, int64_t) { return 2; }
-int64_t winograd_weight_floats(const WinogradConv&, WinogradWeights) { no_winograd(); }
-void winograd_transform_weights(const WinogradConv&, const float*, float*, float*) { no_winograd(); }
+int64_t winograd_weight_floats(const WinogradConv&) { no_winograd(); }
+void winograd_transform_weights(const WinogradConv&, const float*, float*) { no_winograd(); }
 void winograd_conv2d(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_data_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }
 void winograd_conv2d_weight_grad(const WinogradConv&, const float*, const float*, float*) { no_winograd(); }

@@ -35,21 +35,19 @@ constexpr int64_t kF4MinOutputs = 64;
 int winograd_tile(int64_t OH, int64_t OW);
 
 // The forward and the input gradient take the weights in their transformed form U = G w G^T
-// (winograd_weight_floats(s, form) floats, depending only on w, Ci and Co), so that a caller can
-// transform a weight once and use it for several convolutions (kernels/cpu/conv.cpp keeps the
-// forms of parameters inside a FrozenParameters scope, engine/backend.h). The two read U as
-// different GEMM operands, so each has its own layout: `forward` is row-major [P][Co][4 Ci] (P = 9 or 25 positions), and
-// `data_grad` is the same numbers in sgemm's column panels (PackedPanels), read in place.
-// One pass can write both forms; a null pointer skips that one.
-enum class WinogradWeights { forward, data_grad };
-int64_t winograd_weight_floats(const WinogradConv& s, WinogradWeights form);
-void winograd_transform_weights(const WinogradConv& s, const float* w, float* forward, float* data_grad);
+// (winograd_weight_floats(s) floats, depending only on w, Ci, Co and the tile), so that a caller
+// can transform a weight once and use it for several convolutions (kernels/cpu/conv.cpp keeps the
+// forms of parameters inside a FrozenParameters scope, engine/backend.h). U holds P = 9 or 25
+// matrices [Co, 4 Ci] in sgemm's column panels (PackedPanels): the input gradient's GEMM reads
+// them in place as its B, the forward's as its A through offset tables, so one form serves both.
+int64_t winograd_weight_floats(const WinogradConv& s);
+void winograd_transform_weights(const WinogradConv& s, const float* w, float* U);
 
-// y = conv2d(x, w) with U = transformed w (forward form). Requires winograd_applies for the
-// shape; y is overwritten.
+// y = conv2d(x, w) with U = transformed w. Requires winograd_applies for the shape; y is
+// overwritten.
 void winograd_conv2d(const WinogradConv& s, const float* x, const float* U, float* y);
-// dx = conv2d's gradient in x for upstream dy [N, Co, OH, OW] and U = transformed w (data_grad
-// form); dx [N, Ci, 2 OH, 2 OW] is overwritten.
+// dx = conv2d's gradient in x for upstream dy [N, Co, OH, OW] and U = transformed w;
+// dx [N, Ci, 2 OH, 2 OW] is overwritten.
 void winograd_conv2d_data_grad(const WinogradConv& s, const float* dy, const float* U, float* dx);
 // dw = conv2d's gradient in w for input x and upstream dy; dw [Co, Ci, 4, 4] is overwritten.
 void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const float* dy, float* dw);
