@@ -14,6 +14,9 @@ struct AdamConfig {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
 
+// The nonlinearities DeepLIFT's rescale rule replaces (slope: LeakyReLU's negative slope).
+enum class DeepLiftNonlinearity { leaky_relu, sigmoid, tanh };
+
 #define XGAN_BACKEND_KERNELS                                                                       \
   /* every element of t = value */                                                                 \
   void fill(Tensor& t, double value);                                                              \
@@ -31,7 +34,13 @@ struct AdamConfig {
      sample (E = 1 where max == min); guided = E * g, or (sum E) * g when as_coded. E and          \
      guided are preallocated like M; M and g have the same shape [N, ...]. */                      \
   void xai_guidance(const Tensor& map, const Tensor& g, bool per_sample, bool as_coded, Tensor& E, \
-                    Tensor& guided);
+                    Tensor& guided);                                                               \
+  /* DeepLIFT's rescale rule at one nonlinearity f, fused: I is f's input over the 2N batch        \
+     [x; x0] (first dim even), G the gradient arriving at f's output; out = G * multiplier, with   \
+     multiplier (f(a) - f(b)) / (a - b) for each pair (a in the first half, b at the same place in \
+     the second), or f' of the element's own half where |a - b| < 1e-10. All shaped like I. */     \
+  void deeplift_rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope,     \
+                        Tensor& out);
 
 namespace cpu {
 XGAN_BACKEND_KERNELS

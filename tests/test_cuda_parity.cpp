@@ -509,6 +509,25 @@ std::map<std::string, std::function<void()>> kernel_table() {
           check_close(tag + " guided", Gg, Gc, as_coded ? 2e-7 : 0);
         }
   };
+  t["deeplift_rescale"] = [] {
+    // A 2N batch whose pairs are far apart, 1e-12 apart (the f' fallback) and on LeakyReLU's kink.
+    Tensor I = uniform({8, 3, 4, 4}, -4, 4);
+    float* p = I.data<float>();
+    const int64_t half = I.numel() / 2;
+    for (int64_t j = 0; j < half; j += 7) p[j + half] = p[j];
+    for (int64_t j = 3; j < half; j += 11) p[j] = p[j + half] = 0.0f;
+    const Tensor G = uniform({8, 3, 4, 4}, -1, 1);
+    for (auto f : {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
+      Tensor c = empty(I.shape()), g = empty(I.shape(), DType::f32, kGPU);
+      cpu::deeplift_rescale(I, G, f, 0.2, c);
+      cuda::deeplift_rescale(I.to(kGPU), G.to(kGPU), f, 0.2, g);
+      // LeakyReLU's rule is exact arithmetic on both; sigmoid and tanh go through the math
+      // libraries' exp and tanh (an ulp or two apart), and a division by a - b can magnify that
+      // where a and b are close: 1e-5 of G's scale.
+      check_close(std::string("deeplift_rescale ") + std::to_string(static_cast<int>(f)), g, c,
+                  f == DeepLiftNonlinearity::leaky_relu ? 0 : 1e-5);
+    }
+  };
   return t;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
@@ -215,6 +216,69 @@ void check_guidance(DType dt) {
 }
 
 }  // namespace
+
+namespace {
+// The rescale rule written with engine ops, one elementwise op at a time (how xai.cpp computed it
+// before the fused kernel): G * M, M = (f(a) - f(b)) / (a - b) on both halves, f' of each half
+// where |a - b| < 1e-10; the masks make each branch exact (x * 1 + y * 0 == x).
+Tensor rescale_with_ops(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope) {
+  Tensor fI, dfI;
+  if (f == DeepLiftNonlinearity::leaky_relu) {
+    fI = leaky_relu(I, slope);
+    dfI = leaky_relu_grad(I, ones_like(I), slope);
+  } else if (f == DeepLiftNonlinearity::sigmoid) {
+    fI = sigmoid(I);
+    dfI = fI * (1.0 - fI);
+  } else {
+    fI = tanh(I);
+    dfI = 1.0 - fI * fI;
+  }
+  const int64_t half = I.numel() / 2;
+  auto halves = [half](const Tensor& t) {
+    Tensor t2 = reshape(t, {2, half});
+    return std::make_pair(slice(t2, 0, 0, 1), slice(t2, 0, 1, 1));
+  };
+  auto [a, b] = halves(I);
+  auto [fa, fb] = halves(fI);
+  auto [da, db] = halves(dfI);
+  const Tensor din = a - b;
+  const Tensor tiny = equal(sign(abs(din) - 1e-10), full({}, -1.0, din.dtype()));
+  const Tensor kept = 1.0 - tiny;
+  const Tensor m = (fa - fb) / (din * kept + tiny);
+  return G * reshape(concat({m * kept + da * tiny, m * kept + db * tiny}, 0), I.shape());
+}
+}  // namespace
+
+TEST_CASE("the fused DeepLIFT rescale kernel equals the rule written with engine ops, bit for bit",
+          "[xai][deeplift]") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    // Pairs (I[j], I[j + 12]): equal, 1e-12 apart (the f' fallback), either side of LeakyReLU's
+    // kink, saturated sigmoid/tanh, then random ones.
+    std::vector<double> a = {0.5, -0.3, 0.0, 0.0, -1e-3, 2.0, 40.0, -40.0, 0.0, 1.5, -2.5, 3.0};
+    std::vector<double> b = {0.5, -0.3 + 1e-12, 0.0, -1.0, 1e-3, 2.0 + 1e-12, 35.0, -45.0, 1e-11, -1.5, 0.1, 0.0};
+    const Tensor r = random_tensor({12}, DType::f64, 21);
+    for (double v : r.to_vector()) a.push_back(v), b.push_back(v * 0.5 - 0.2);
+    std::vector<double> pairs = a;
+    pairs.insert(pairs.end(), b.begin(), b.end());
+    const int64_t n = static_cast<int64_t>(a.size());
+    const Tensor I = from_vector(pairs, {2, n}, dt);
+    const Tensor G = random_tensor({2, n}, dt, 22);
+    for (auto f : {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
+      INFO("dtype " << dtype_name(dt) << " nonlinearity " << static_cast<int>(f));
+      Tensor out = empty(I.shape(), dt);
+      cpu::deeplift_rescale(I, G, f, 0.2, out);
+      const auto got = out.to_vector(), want = rescale_with_ops(I, G, f, 0.2).to_vector();
+      REQUIRE(got.size() == want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        INFO("element " << i);
+        CHECK(got[i] == want[i]);
+      }
+    }
+  }
+  Tensor out = empty({3, 2});
+  CHECK_THROWS_WITH(cpu::deeplift_rescale(zeros({3, 2}), zeros({3, 2}), DeepLiftNonlinearity::tanh, 0.0, out),
+                    Catch::Contains("2N batch"));
+}
 
 TEST_CASE("educational_grad: E in [1, 2], elementwise and as-coded guidance", "[xai][guidance]") {
   SECTION("float32") { check_guidance<float>(DType::f32); }

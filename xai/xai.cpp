@@ -99,27 +99,17 @@ Tensor with_zero_baseline(const Tensor& x) {
   return concat({x.detach(), zeros_like(x)}, 0);
 }
 
-// The rescale multiplier of one nonlinearity over the 2N batch [x; x0] (I its input, fI = f(I),
-// dfI = f'(I)): (f(a) - f(b)) / (a - b) for both halves, or f'(own half) where |a - b| < 1e-10,
-// as captum's torch.where over the duplicated grad_input does. Written with engine ops so it runs
-// on the tensors' device; the masks make each branch exact (x * 1 + y * 0 == x), and where the
-// difference is tiny the division sees a 1 instead, so no inf or NaN leaks through the mask.
-Tensor rescale_multiplier(const Tensor& I, const Tensor& fI, const Tensor& dfI) {
-  NoGradGuard ng;
-  const int64_t half = I.numel() / 2;
-  auto halves = [half](const Tensor& t) {
-    Tensor t2 = reshape(t, {2, half});
-    return std::make_pair(slice(t2, 0, 0, 1), slice(t2, 0, 1, 1));
-  };
-  auto [a, b] = halves(I);
-  auto [fa, fb] = halves(fI);
-  auto [da, db] = halves(dfI);
-  const Tensor din = a - b;
-  const Tensor tiny =
-      equal(sign(abs(din) - 1e-10), full({}, -1.0, din.dtype(), din.device()));  // |a - b| < 1e-10
-  const Tensor kept = 1.0 - tiny;
-  const Tensor m = (fa - fb) / (din * kept + tiny);
-  return reshape(concat({m * kept + da * tiny, m * kept + db * tiny}, 0), I.shape());
+// out = G * the rescale multiplier of one nonlinearity over the 2N batch [x; x0] (I its input):
+// (f(a) - f(b)) / (a - b) for both halves, or f'(own half) where |a - b| < 1e-10, as captum's
+// torch.where over the duplicated grad_input does. One fused kernel on the tensors' device
+// (kernels/cpu/deeplift.cpp, kernels/cuda/deeplift.cu).
+Tensor rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope) {
+  Tensor out = empty(I.shape(), I.dtype(), I.device());
+  if (I.device().is_cuda())
+    cuda::deeplift_rescale(I, G, f, slope, out);
+  else
+    cpu::deeplift_rescale(I, G, f, slope, out);
+  return out;
 }
 
 // DeepLIFT's override: for LeakyReLU (ReLU), Sigmoid and Tanh over a 2N batch, G * multiplier;
@@ -127,28 +117,38 @@ Tensor rescale_multiplier(const Tensor& I, const Tensor& fI, const Tensor& dfI) 
 // batch norm's batch statistics are differentiated as captum's autograd did).
 bool deeplift_rule(const Op& op, const std::vector<Tensor>& inputs, const Tensor& G,
                    const std::vector<bool>& need, std::vector<Tensor>& grads) {
-  const OpId id = op.id();
-  if (id != OpId::LeakyRelu && id != OpId::Sigmoid && id != OpId::Tanh) return false;
+  DeepLiftNonlinearity f;
+  double slope = 0.0;
+  switch (op.id()) {
+    case OpId::LeakyRelu:
+      f = DeepLiftNonlinearity::leaky_relu;
+      slope = static_cast<const LeakyRelu&>(op).slope;
+      break;
+    case OpId::Sigmoid:
+      f = DeepLiftNonlinearity::sigmoid;
+      break;
+    case OpId::Tanh:
+      f = DeepLiftNonlinearity::tanh;
+      break;
+    default:
+      return false;
+  }
   const Tensor& in = inputs[0];
   if (in.dim() < 1 || in.size(0) % 2 != 0) return false;
-  Tensor I = in.detach(), fI, dfI;
-  {
-    NoGradGuard ng;
-    if (id == OpId::LeakyRelu) {
-      const double slope = static_cast<const LeakyRelu&>(op).slope;
-      fI = leaky_relu(I, slope);
-      dfI = leaky_relu_grad(I, ones_like(I), slope);
-    } else if (id == OpId::Sigmoid) {
-      fI = sigmoid(I);
-      dfI = fI * (1.0 - fI);
-    } else {
-      fI = tanh(I);
-      dfI = 1.0 - fI * fI;
-    }
-  }
-  const Tensor M = rescale_multiplier(I, fI, dfI);
   grads.assign(inputs.size(), Tensor());
-  if (need[0]) grads[0] = G * M;  // linear in G: first-order maps only
+  if (!need[0]) return true;
+  const Tensor I = in.detach();
+  if (GradMode::enabled() && G.requires_grad()) {
+    // Recording a graph through the map (create_graph): the multiplier is a constant, G * M.
+    Tensor M;
+    {
+      NoGradGuard ng;
+      M = rescale(I, ones_like(I), f, slope);  // 1 * m == m exactly
+    }
+    grads[0] = G * M;
+  } else {
+    grads[0] = rescale(I, G.detach(), f, slope);
+  }
   return true;
 }
 

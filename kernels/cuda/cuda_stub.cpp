@@ -29,6 +29,9 @@ void adam_step(Tensor&, const Tensor&, Tensor&, Tensor&, int64_t, const AdamConf
 void random_normal(Tensor&, uint64_t, uint64_t, double, double) { no_cuda("random_normal"); }
 void random_uniform(Tensor&, uint64_t, uint64_t, double, double) { no_cuda("random_uniform"); }
 void xai_guidance(const Tensor&, const Tensor&, bool, bool, Tensor&, Tensor&) { no_cuda("xai_guidance"); }
+void deeplift_rescale(const Tensor&, const Tensor&, DeepLiftNonlinearity, double, Tensor&) {
+  no_cuda("deeplift_rescale");
+}
 void copy_to_device(void*, const void*, size_t) { no_cuda("copy_to_device"); }
 void copy_to_host(void*, const void*, size_t) { no_cuda("copy_to_host"); }
 void copy_device_to_device(void*, const void*, size_t) { no_cuda("copy_device_to_device"); }
