@@ -80,6 +80,12 @@ class FrozenParameters {
 };
 namespace cpu {
 void drop_parameter_forms();  // what the CPU kernels kept for this thread's frozen parameters
+// The gradient of training-mode batch norm (batch statistics recomputed from x) in one kernel,
+// for backward passes that record no graph; the pointers that are null are skipped, the others
+// preallocated (dx like x, dgamma and dbeta [C]). CPU only: elsewhere, and when a graph is
+// recorded (WGAN-GP's double backward), BatchNormTrain::vjp composes engine ops.
+void batch_norm_train_backward(const Tensor& x, const Tensor& g, const Tensor& gamma, double eps, Tensor* dx,
+                               Tensor* dgamma, Tensor* dbeta);
 }
 
 // Dispatch helpers: run the kernel of the tensor's device.

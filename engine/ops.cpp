@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/primitives.h"
 
 namespace xgan {
@@ -448,6 +449,15 @@ std::vector<Tensor> BatchNormTrain::vjp(const std::vector<Tensor>& in, const Ten
   //   xhat = (x - mu) * r,  r = 1/sqrt(var + eps)
   //   dx = gamma r (g - mean(g) - xhat mean(g xhat)),  dgamma = sum(g xhat),  dbeta = sum(g)
   const Tensor &x = in[0], &gamma = in[1];
+  if (!GradMode::enabled() && x.device().is_cpu()) {
+    // Nothing records a graph through this gradient: one fused kernel.
+    Tensor gx = need[0] ? empty(x.shape(), x.dtype()) : Tensor();
+    Tensor ggamma = need[1] ? empty(gamma.shape(), x.dtype()) : Tensor();
+    Tensor gbeta = need[2] ? empty(gamma.shape(), x.dtype()) : Tensor();
+    cpu::batch_norm_train_backward(x, g, gamma, eps, need[0] ? &gx : nullptr, need[1] ? &ggamma : nullptr,
+                                   need[2] ? &gbeta : nullptr);
+    return {gx, ggamma, gbeta};
+  }
   const auto dims = bn_dims(x);
   const Shape cs = bn_channel_shape(x);
   Tensor mu = mean(x, dims, true);

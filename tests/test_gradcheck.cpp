@@ -412,3 +412,41 @@ TEST_CASE("the finite-difference check catches a wrong backward", "[gradcheck]")
     CHECK_FALSE(std::abs(wrong[i] - num[i]) <= 1e-5 * std::abs(num[i]));
   }
 }
+
+TEST_CASE("batch norm's fused backward equals the composed one (the graph-recording path)", "[gradcheck]") {
+  std::mt19937 rng(17);
+  std::normal_distribution<double> nd;
+  for (DType dt : {DType::f64, DType::f32})
+    for (const Shape& shape : {Shape{4, 3, 5, 5}, Shape{6, 4}, Shape{3, 16, 4, 4}}) {
+      INFO("dtype " << dtype_name(dt) << " shape " << shape_str(shape));
+      const int64_t C = shape[1], n = numel_of(shape);
+      std::vector<double> xv(n), gv(n), wv(C), bv(C);
+      for (auto& v : xv) v = 3.0 + 2.0 * nd(rng);  // a mean far from 0: the centring matters
+      for (auto& v : gv) v = nd(rng);
+      for (auto& v : wv) v = 1.0 + 0.5 * nd(rng);
+      for (auto& v : bv) v = nd(rng);
+      const Tensor g = from_vector(gv, shape, dt);
+      const auto grads = [&](bool create_graph) {
+        Tensor x = from_vector(xv, shape, dt), w = from_vector(wv, {C}, dt), b = from_vector(bv, {C}, dt);
+        for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+        const Tensor y = batch_norm(x, w, b, Tensor(), Tensor(), true, 0.1, 1e-5);
+        return grad({y}, {x, w, b}, {g}, create_graph);
+      };
+      const auto fused = grads(false), composed = grads(true);
+      // float64: the two differ only in summation order (~1e-15 of the scale). float32: the composed
+      // ops round every intermediate (centred x, xhat, products, means) to float, ~1e-6 relative
+      // each, and dx subtracts nearly equal terms: 1e-5 of each gradient's scale.
+      const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+      for (size_t k = 0; k < 3; ++k) {
+        const auto a = fused[k].to_vector(), b = composed[k].detach().to_vector();
+        REQUIRE(a.size() == b.size());
+        double scale = 0, err = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+          scale = std::max(scale, std::abs(b[i]));
+          err = std::max(err, std::abs(a[i] - b[i]));
+        }
+        INFO("gradient " << k << " error " << err << " scale " << scale);
+        CHECK(err <= tol * scale);
+      }
+    }
+}
