@@ -64,12 +64,15 @@ void empty_cache();  // returns the cached blocks to the driver (waits for the s
 void synchronize();  // waits until all queued GPU work is done (timing, tests)
 }  // namespace cuda
 
-// Frozen parameters. While a FrozenParameters object lives on a thread, its owner promises that no
-// parameter (a leaf tensor that requires grad) is written, so kernels may keep forms derived from
-// a parameter's values and reuse them: the CPU's 4x4 stride-2 convolutions keep the Winograd
-// transform of their weights, which then costs once per training half-step instead of once per
-// convolution. The outermost scope's end drops them. train_step opens one around the D step and
-// one around the G step, each closed before its optimiser writes the weights. Scopes nest.
+// Frozen parameters. While a FrozenParameters object lives on a thread, its owner promises that
+// every write to a parameter (a leaf tensor that requires grad) goes through the engine and bumps
+// the tensor's version (copy_, the optimisers' kernels), never through a raw data<T>() pointer.
+// Kernels may then keep forms derived from a parameter's values, checked against its version: the
+// CPU's 4x4 stride-2 convolutions keep the Winograd transform of their weights and make it again
+// only after a write, so a weight is transformed once per optimiser step instead of once per
+// convolution. The outermost scope's end drops them. train_step opens one per half-step; the
+// training loops (xgan train, xgan bench) hold one around all their iterations, so D's transform
+// from a G step serves the next D step, and G's from a D step the G step after it. Scopes nest.
 class FrozenParameters {
  public:
   FrozenParameters();

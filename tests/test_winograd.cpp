@@ -8,8 +8,10 @@
 #include <random>
 #include <vector>
 
+#include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/optim.h"
 #include "kernels/cpu/winograd.h"
 
 using xgan::cpu::WinogradConv;
@@ -226,5 +228,29 @@ TEST_CASE("frozen parameters keep their Winograd weights only while frozen and u
     const auto second = conv2d(x, plain, 2, {1, 1}).to_vector();
     CHECK(first == before);
     CHECK(second != before);
+  }
+}
+
+TEST_CASE("a kept Winograd weight is made again after an optimiser step, inside one scope", "[winograd]") {
+  using namespace xgan;
+  if (!cpu::winograd_applies(16, 16, 16, 16, 8, 8, 2, 4, 4, 2, 1, 1)) return;
+  std::mt19937 rng(9);
+  // 8x8 outputs: 4x4 tiles; and a 4x4-output convolution of the same weight: 2x2 tiles, a second entry.
+  const Tensor x = from_vector(randn(2 * 16 * 16 * 16, rng), {2, 16, 16, 16});
+  const Tensor x_small = from_vector(randn(2 * 16 * 8 * 8, rng), {2, 16, 8, 8});
+  Tensor w = from_vector(randn(16 * 16 * 16, rng), {16, 16, 4, 4});
+  w.set_requires_grad(true);
+  Adam opt({w}, AdamConfig{0.1, 0.5, 0.999, 1e-8, 0.0});
+  // What a fresh transform gives for the current weights (a plain tensor is never kept).
+  const auto fresh = [&](const Tensor& in) { return conv2d(in, w.detach().clone(), 2, {1, 1}).to_vector(); };
+  FrozenParameters frozen;  // one scope around steps, as the training loops hold
+  for (int step = 0; step < 3; ++step) {
+    INFO("step " << step);
+    const Tensor y = conv2d(x, w, 2, {1, 1});
+    CHECK(y.to_vector() == fresh(x));
+    CHECK(conv2d(x_small, w, 2, {1, 1}).to_vector() == fresh(x_small));
+    opt.zero_grad();
+    backward(sum(y * y));
+    opt.step();  // writes w and bumps its version: the kept forms must not be served stale
   }
 }

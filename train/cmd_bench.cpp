@@ -115,6 +115,7 @@ Timing run_config(const BenchArgs& a, Device device, const std::string& loss_s, 
   Timing t{loss_s, xai_s, {}};
   const bool progress = isatty(fileno(stderr)) != 0;  // a progress line is noise in a log file
   if (!device.is_cpu()) cuda::synchronize();          // the set-up's copies are not part of iteration 1
+  FrozenParameters frozen;  // as in xgan train: only the optimisers write the weights (engine/backend.h)
   for (int i = 0; i < a.warmup + a.iters; ++i) {
     const auto t0 = Clock::now();
     StepInputs in{real, rng.normal({n, a.z_dim, 1, 1}, 0, 1, DType::f32, device),

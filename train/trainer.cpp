@@ -530,6 +530,9 @@ int train(const TrainConfig& cfg, bool resume, const Dataset& data) {
     save_safetensors(ckpt_file, tensors, {{"format", kFormatName}, {"xgan", meta.dump()}});
   };
 
+  // Every write to G's and D's weights below is an optimiser step (which bumps their versions):
+  // the convolutions may keep their weights' transforms across iterations (engine/backend.h).
+  FrozenParameters frozen;
   while (iteration < total) {
     const auto t0 = clock::now();
     Tensor real = loader.next();

@@ -287,7 +287,8 @@ void transposed_columns(const float* x, const float* w, float* col, const ConvGe
 // The transformed form of each parameter used as a Winograd weight inside a FrozenParameters scope
 // (engine/backend.h), on this thread. An entry holds its parameter, so the storage cannot be freed
 // and its address reused while the entry lives; the version is checked as well, so a write the
-// engine sees (copy_) is never served stale.
+// engine sees (copy_, an optimiser step) is never served stale: the entry is transformed again,
+// in place. A parameter has one entry per convolution shape it serves.
 struct ParameterForm {
   Tensor param;
   uint64_t version;
@@ -297,13 +298,18 @@ struct ParameterForm {
 };
 thread_local std::vector<ParameterForm> t_parameter_forms;
 
-// U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use),
-// otherwise transformed into `own`.
+// U = G w G^T for the convolution s: the kept form when w is a frozen parameter (made on first use,
+// remade after a write), otherwise transformed into `own`.
 const float* winograd_weights(const Tensor& w, const cpu::WinogradConv& s, Tensor& own) {
   if (FrozenParameters::active() && w.is_leaf() && w.requires_grad()) {
-    for (const ParameterForm& f : t_parameter_forms)
-      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.tile == s.tile && f.version == w.version())
+    for (ParameterForm& f : t_parameter_forms)
+      if (f.param.impl() == w.impl() && f.ci == s.Ci && f.co == s.Co && f.tile == s.tile) {
+        if (f.version != w.version()) {
+          cpu::winograd_transform_weights(s, w.data<float>(), f.U.data<float>());
+          f.version = w.version();
+        }
         return f.U.data<float>();
+      }
     ParameterForm f{w, w.version(), s.Ci, s.Co, s.tile, empty({cpu::winograd_weight_floats(s)})};
     cpu::winograd_transform_weights(s, w.data<float>(), f.U.data<float>());
     t_parameter_forms.push_back(f);
