@@ -424,31 +424,44 @@ void data_grad_tiles(const WinogradConv& s, const float* dy, const float* U, flo
     }
   }
   gemm_points(P, tl.T, tl.K4, tl.Co, z, tl.Co, tl.T * tl.Co, PackedPanels{U, tl.Co, tl.K4}, M.data(), tl.K4);
-  // dE = B M B^T added into dx, lanes over 16 channels of one phase. A work item owns a phase and a
-  // channel group in every image, so overlapping tiles add up in one thread, in tile order.
-  const int64_t HW = tl.H * tl.W;
-  std::memset(dx, 0, sizeof(float) * tl.N * tl.Ci * HW);
-  const __m512i by_hw = lane_steps(HW);
+  // dE = B M B^T added into dx. A work item owns one image and 16 channels: it adds each of the
+  // image's tiles, all four phases, into a channels-last buffer [H][W][16] with plain vector adds
+  // (overlapping tiles add up in tile order), then writes the buffer to the 16 channel planes of
+  // dx, 16 pixels at a time through an in-register transpose. H W is a multiple of 16, as H and W
+  // are multiples of 4.
+  const int64_t HW = tl.H * tl.W, groups_c = tl.Ci / kLanes, per_image = tl.TY * tl.TX;
   const float* mp = M.data();
-  const int64_t items = 4 * (tl.Ci / kLanes);
-#pragma omp parallel for schedule(static)
-  for (int64_t item = 0; item < items; ++item) {
-    const int64_t phase = item / (tl.Ci / kLanes), c0 = item % (tl.Ci / kLanes) * kLanes;
-    const int64_t a = phase / 2, b = phase % 2;
-    for (int64_t t = 0; t < tl.T; ++t) {
-      V mt[n][n], e[n][n];
-      for (int p = 0; p < P; ++p) mt[p / n][p % n] = _mm512_loadu_ps(mp + (p * tl.T + t) * tl.K4 + phase * tl.Ci + c0);
-      transform2d<typename F::InputAdjT>(mt, e);
-      float* img = dx + (tl.n_of(t) * tl.Ci + c0) * HW;
-      for (int u = 0; u < n; ++u) {
-        const int64_t row = 2 * m * tl.ty(t) + 2 * u + a - 1;
-        if (row < 0 || row >= tl.H) continue;
-        for (int w = 0; w < n; ++w) {
-          const int64_t col = 2 * m * tl.tx(t) + 2 * w + b - 1;
-          if (col < 0 || col >= tl.W) continue;
-          float* at = img + row * tl.W + col;
-          scatter(at, by_hw, _mm512_add_ps(gather(at, by_hw), e[u][w]), 0xFFFF);
+#pragma omp parallel
+  {
+    std::vector<float> acc(HW * kLanes);
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < tl.N * groups_c; ++item) {
+      const int64_t img = item / groups_c, c0 = item % groups_c * kLanes;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t t = img * per_image; t < (img + 1) * per_image; ++t)
+        for (int64_t phase = 0; phase < 4; ++phase) {
+          const int64_t a = phase / 2, b = phase % 2;
+          V mt[n][n], e[n][n];
+          for (int p = 0; p < P; ++p)
+            mt[p / n][p % n] = _mm512_loadu_ps(mp + (p * tl.T + t) * tl.K4 + phase * tl.Ci + c0);
+          transform2d<typename F::InputAdjT>(mt, e);
+          for (int u = 0; u < n; ++u) {
+            const int64_t row = 2 * m * tl.ty(t) + 2 * u + a - 1;
+            if (row < 0 || row >= tl.H) continue;
+            for (int v = 0; v < n; ++v) {
+              const int64_t col = 2 * m * tl.tx(t) + 2 * v + b - 1;
+              if (col < 0 || col >= tl.W) continue;
+              float* at = acc.data() + (row * tl.W + col) * kLanes;
+              _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), e[u][v]));
+            }
+          }
         }
+      float* out = dx + (img * tl.Ci + c0) * HW;
+      for (int64_t px = 0; px < HW; px += kLanes) {
+        V r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(acc.data() + (px + i) * kLanes);
+        transpose16(r);  // r[l]: channel c0 + l at pixels px .. px + 15
+        for (int l = 0; l < 16; ++l) _mm512_storeu_ps(out + l * HW + px, r[l]);
       }
     }
   }
