@@ -386,18 +386,26 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
   for (int64_t k = 0; k < tl.K4; ++k) u_cols[k] = k / kPanel * tl.Co * kPanel + k % kPanel;
   gemm_points(P, tl.Co, tl.ld, tl.K4, U, 0, tl.Co * tl.KP, PackedPanels{v, tl.K4, tl.ld}, M.data(), tl.ld,
               u_rows.data(), u_cols.data());
-  // Y = A^T M A, scattered to each lane's m x m output tile.
+  // Y = A^T M A for 16 tiles (lanes) at a time; a 16 x 16 transpose gives each tile its m x m
+  // values in a row of their own, stored as m rows of m floats (masked stores) at the tile's origin.
+  std::vector<int64_t> origin(tl.T);  // tile t's output origin in y, channel 0
+  for (int64_t t = 0; t < tl.T; ++t) origin[t] = tl.n_of(t) * tl.Co * tl.OH * tl.OW + m * tl.ty(t) * tl.OW + m * tl.tx(t);
   const float* mp = M.data();
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
+    float* dst = y + o * tl.OH * tl.OW;
     for (int64_t g = 0; g < tl.groups(); ++g) {
-      const TileLanes<m> lanes(tl, g * kLanes, tl.Co * tl.OH * tl.OW, tl.OH, tl.OW, m, 0);
-      V mt[n][n], yt[m][m];
+      V mt[n][n], yt[m][m], r[16];
       for (int p = 0; p < P; ++p) mt[p / n][p % n] = _mm512_load_ps(mp + (p * tl.Co + o) * tl.ld + g * kLanes);
       transform2d<typename F::OutputT>(mt, yt);
-      float* dst = y + o * tl.OH * tl.OW;
-      for (int i = 0; i < m; ++i)
-        for (int j = 0; j < m; ++j) scatter(dst + i * tl.OW + j, lanes.offset, yt[i][j], lanes.row[i] & lanes.col[j]);
+      for (int q = 0; q < 16; ++q) r[q] = q < m * m ? yt[q / m][q % m] : _mm512_setzero_ps();
+      transpose16(r);  // r[l]: tile g * 16 + l, its value (i, j) at i * m + j
+      const int64_t lanes = std::min(kLanes, tl.T - g * kLanes);
+      for (int64_t l = 0; l < lanes; ++l) {
+        float* at = dst + origin[g * kLanes + l];
+        for (int i = 0; i < m; ++i)  // lanes i*m .. i*m+m-1 of r[l] to row i of the tile
+          _mm512_mask_storeu_ps(at + i * (tl.OW - m), static_cast<__mmask16>(((1u << m) - 1) << (i * m)), r[l]);
+      }
     }
   }
 }
@@ -514,13 +522,14 @@ void weight_grad_tiles(const WinogradConv& s, const float* x, const float* dy, f
     }
   }
   gemm_points(P, tl.Co, tl.K4, tl.T, z, tl.ld, tl.Co * tl.ld, PackedPanels{v, tl.T, tl.K4}, M.data(), tl.K4);
-  // dw_ab = G^T M G, lanes over 16 channels, scattered into dw[o][c][2i'+a][2j'+b].
-  const __m512i by16 = lane_steps(16);
+  // dw_ab = G^T M G, lanes over 16 channels: the four phases give the 16 taps
+  // dw[o][c][2i'+a][2j'+b] of 16 channels, which one 16 x 16 transpose turns into the 16
+  // channels' consecutive 4 x 4 taps (the inverse of transform_weights' load).
   const float* mp = M.data();
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
-      float* dst = dw + (o * tl.Ci + c0) * 16;
+      V taps[16];
       for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) {
           V mt[n][n], g[2][2];
@@ -528,8 +537,11 @@ void weight_grad_tiles(const WinogradConv& s, const float* x, const float* dy, f
             mt[p / n][p % n] = _mm512_loadu_ps(mp + (p * tl.Co + o) * tl.K4 + (2 * a + b) * tl.Ci + c0);
           transform2d<typename F::WeightAdjT>(mt, g);
           for (int i = 0; i < 2; ++i)
-            for (int j = 0; j < 2; ++j) scatter(dst + (2 * i + a) * 4 + 2 * j + b, by16, g[i][j], 0xFFFF);
+            for (int j = 0; j < 2; ++j) taps[(2 * i + a) * 4 + 2 * j + b] = g[i][j];
         }
+      transpose16(taps);  // taps[l]: channel c0 + l's 16 taps in row-major order
+      float* dst = dw + (o * tl.Ci + c0) * 16;
+      for (int l = 0; l < 16; ++l) _mm512_storeu_ps(dst + l * 16, taps[l]);
     }
   }
 }
