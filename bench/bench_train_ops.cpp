@@ -2,8 +2,9 @@
 // (bench_conv.cpp), at the paper's shapes: batch 32, 32x32 images, width 128, so the maps are
 // [32, 128, 16, 16], [32, 256, 8, 8], [32, 512, 4, 4] in D and their mirror images in G.
 // Batch norm (train, forward and backward), the activations and their backward, the broadcasting
-// arithmetic batch norm's backward is made of, the reductions, the losses, Adam over each
-// network's parameters, the noise, and X-GAN's fused normalise-and-weight kernel.
+// arithmetic and reductions of the composed batch-norm backward (WGAN-GP's double backward), the
+// losses, Adam over each network's parameters, the noise, DeepLIFT's rescale rule and X-GAN's
+// fused normalise-and-weight kernel.
 // Each reports GB/s of the tensors it reads and writes (these ops are memory-bound).
 // Run: OMP_NUM_THREADS=2 ./build/bench/xgan_bench_ops --benchmark_filter='^op/'
 #include <benchmark/benchmark.h>
@@ -80,6 +81,19 @@ void register_map_cases() {
                                      benchmark::DoNotOptimize(xgan::grad({y}, {x}, {g})[0].raw());
                                    }
                                    set_bytes(st, 5 * bytes_of(s));
+                                 })
+        ->Unit(benchmark::kMicrosecond);
+    // DeepLIFT's rescale rule at D's LeakyReLUs: over the 2N batch [x; 0] of the explainer.
+    benchmark::RegisterBenchmark(("op/deeplift_rescale/2x" + std::string(label)).c_str(),
+                                 [s](benchmark::State& st) {
+                                   const Shape s2{2 * s[0], s[1], s[2], s[3]};
+                                   Tensor I = normal(s2, 12), g = normal(s2, 13), out = xgan::empty(s2);
+                                   for (auto _ : st) {
+                                     xgan::cpu::deeplift_rescale(I, g, xgan::DeepLiftNonlinearity::leaky_relu,
+                                                                 0.2, out);
+                                     benchmark::DoNotOptimize(out.raw());
+                                   }
+                                   set_bytes(st, 3 * bytes_of(s2));
                                  })
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("op/mul_per_channel/" + std::string(label)).c_str(),

@@ -171,23 +171,29 @@ TEST_CASE("conv ops on the Winograd path agree with their float64 versions") {
   using namespace xgan;
   if (!cpu::winograd_applies(32, 16, 8, 8, 4, 4, 2, 4, 4, 2, 1, 1)) return;
   std::mt19937 rng(11);
-  const Tensor x = from_vector(randn(2 * 32 * 8 * 8, rng), {2, 32, 8, 8});
-  const Tensor w = from_vector(randn(16 * 32 * 16, rng), {16, 32, 4, 4});
-  const Tensor g = from_vector(randn(2 * 16 * 4 * 4, rng), {2, 16, 4, 4});
-  const Tensor y = conv2d(x, w, 2, {1, 1});
-  const Tensor xt = conv_transpose2d(g, w, 2, {1, 1}, std::make_pair(int64_t{8}, int64_t{8}));
-  const Tensor gw = conv2d_weight_grad(x, g, 4, 4, 2, {1, 1});
-  const Tensor y64 = conv2d(x.to(DType::f64), w.to(DType::f64), 2, {1, 1});
-  const Tensor xt64 = conv_transpose2d(g.to(DType::f64), w.to(DType::f64), 2, {1, 1}, std::make_pair(int64_t{8}, int64_t{8}));
-  const Tensor gw64 = conv2d_weight_grad(x.to(DType::f64), g.to(DType::f64), 4, 4, 2, {1, 1});
-  // Sums of 512, 64 and 32 unit-normal products: ~1e-5 of the output scale covers Winograd's
-  // float32 error (a few 1e-7 relative) many times over; a wrong index is O(1) off.
-  for (const auto& [got, want] : {std::pair{y, y64}, std::pair{xt, xt64}, std::pair{gw, gw64}}) {
-    const auto a = got.to_vector(), b = want.to_vector();
-    double scale = 0, err = 0;
-    for (double v : b) scale = std::max(scale, std::abs(v));
-    for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
-    CHECK(err <= 1e-5 * scale);
+  // 4x4 outputs take 2x2 tiles, 8x8 outputs 4x4 tiles (cpu::winograd_tile).
+  for (int64_t OH : {4, 8}) {
+    INFO("output " << OH << "x" << OH << ", tile " << cpu::winograd_tile(OH, OH));
+    const int64_t H = 2 * OH;
+    const Tensor x = from_vector(randn(2 * 32 * H * H, rng), {2, 32, H, H});
+    const Tensor w = from_vector(randn(16 * 32 * 16, rng), {16, 32, 4, 4});
+    const Tensor g = from_vector(randn(2 * 16 * OH * OH, rng), {2, 16, OH, OH});
+    const Tensor y = conv2d(x, w, 2, {1, 1});
+    const Tensor xt = conv_transpose2d(g, w, 2, {1, 1}, std::make_pair(H, H));
+    const Tensor gw = conv2d_weight_grad(x, g, 4, 4, 2, {1, 1});
+    const Tensor y64 = conv2d(x.to(DType::f64), w.to(DType::f64), 2, {1, 1});
+    const Tensor xt64 = conv_transpose2d(g.to(DType::f64), w.to(DType::f64), 2, {1, 1}, std::make_pair(H, H));
+    const Tensor gw64 = conv2d_weight_grad(x.to(DType::f64), g.to(DType::f64), 4, 4, 2, {1, 1});
+    // Sums of 512, 64 and up to 128 unit-normal products: ~1e-5 of the output scale covers
+    // Winograd's float32 error (a few 1e-7 relative for 2x2 tiles, ~1e-6 for 4x4) many times
+    // over; a wrong index is O(1) off.
+    for (const auto& [got, want] : {std::pair{y, y64}, std::pair{xt, xt64}, std::pair{gw, gw64}}) {
+      const auto a = got.to_vector(), b = want.to_vector();
+      double scale = 0, err = 0;
+      for (double v : b) scale = std::max(scale, std::abs(v));
+      for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
+      CHECK(err <= 1e-5 * scale);
+    }
   }
 }
 
