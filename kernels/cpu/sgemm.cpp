@@ -144,24 +144,26 @@ void pack_b(const GemmView<const float>& b, int64_t k0, int64_t kc, int64_t j0, 
 
 // The register kernel: tile = sum over k of (A panel column k) x (B panel row k), then
 // C = tile (first slice, no accumulation) or C += tile. Row i of the tile is stored at
-// c + row[i], its v-th vector of 16 at + col[v]; the caller passes a scratch tile when C's
-// layout or the tile's edge does not allow that.
+// c + row[i], its v-th vector of kVec at + col[v]; the caller passes a scratch tile when C's
+// layout or the tile's edge does not allow that. NV <= kNV vectors across: a panel whose last
+// columns are padding (the matrix ends inside it) runs with fewer, skipping the zeros.
+template <int NV>
 void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, const int64_t* row,
             const int64_t* col, bool add) {
-  Vec acc[kMR][kNV];
+  Vec acc[kMR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 3
-    for (int v = 0; v < kNV; ++v) acc[i][v] = vzero();
+    for (int v = 0; v < NV; ++v) acc[i][v] = vzero();
   for (int64_t k = 0; k < kc; ++k) {
-    Vec bv[kNV];
+    Vec bv[NV];
 #pragma GCC unroll 3
-    for (int v = 0; v < kNV; ++v) bv[v] = vload(b + v * kVec);
+    for (int v = 0; v < NV; ++v) bv[v] = vload(b + v * kVec);
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) {
       const Vec ai = vbroadcast(a + i);
 #pragma GCC unroll 3
-      for (int v = 0; v < kNV; ++v) acc[i][v] = vfma(ai, bv[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(ai, bv[v], acc[i][v]);
     }
     a += kMR;
     b += kNR;
@@ -169,10 +171,23 @@ void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, fl
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 3
-    for (int v = 0; v < kNV; ++v) {
+    for (int v = 0; v < NV; ++v) {
       float* p = c + row[i] + col[v];
       vstoreu(p, add ? vadd(vloadu(p), acc[i][v]) : acc[i][v]);
     }
+}
+
+// kernel<nv> for nv = 1 .. kNV vectors.
+void kernel_n(int64_t nv, int64_t kc, const float* a, const float* b, float* c, const int64_t* row,
+              const int64_t* col, bool add) {
+  static_assert(kNV == 2 || kNV == 3, "kernel_n covers 1 to 3 vectors");
+  if (nv >= 3) {
+    if constexpr (kNV == 3) kernel<kNV>(kc, a, b, c, row, col, add);
+  } else if (nv == 2) {
+    kernel<2>(kc, a, b, c, row, col, add);
+  } else {
+    kernel<1>(kc, a, b, c, row, col, add);
+  }
 }
 
 // One thread's share: C rows [m0, m1) x columns [n0, n1), the whole depth.
@@ -198,11 +213,13 @@ void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, 
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int64_t nr = std::min(kNR, nc - jr);
           const float* bp = packed_b ? packed_b + (jc + jr) / kNR * K * kNR + pc * kNR : packs.b.get() + jr * kc;
-          // Straight into C when each vector of the tile's columns is contiguous there.
+          // Vectors that hold columns of C (the rest of the panel is padding), and straight into C
+          // when each of them is contiguous there.
+          const int64_t nv = (nr + kVec - 1) / kVec;
           const int64_t* ccol = c.col_off + jc + jr;
           int64_t vec_at[kNV];
-          bool direct = nr == kNR;
-          for (int64_t v = 0; direct && v < kNV; ++v) {
+          bool direct = nr == nv * kVec;
+          for (int64_t v = 0; direct && v < nv; ++v) {
             direct = unit_run(ccol + v * kVec, kVec);
             vec_at[v] = ccol[v * kVec];
           }
@@ -211,10 +228,10 @@ void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, 
             const float* ap = packs.a.get() + ir * kc;
             const int64_t* crow = c.row_off + ic + ir;
             if (direct && mr == kMR) {
-              kernel(kc, ap, bp, c.data, crow, vec_at, add);
+              kernel_n(nv, kc, ap, bp, c.data, crow, vec_at, add);
               continue;
             }
-            kernel(kc, ap, bp, tile, tile_rows, tile_cols, false);
+            kernel_n(nv, kc, ap, bp, tile, tile_rows, tile_cols, false);
             for (int64_t i = 0; i < mr; ++i)
               for (int64_t j = 0; j < nr; ++j) {
                 float& dst = c.data[crow[i] + ccol[j]];

@@ -384,7 +384,8 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
   std::vector<int64_t> u_rows(tl.Co), u_cols(tl.K4);
   for (int64_t o = 0; o < tl.Co; ++o) u_rows[o] = o * kPanel;
   for (int64_t k = 0; k < tl.K4; ++k) u_cols[k] = k / kPanel * tl.Co * kPanel + k % kPanel;
-  gemm_points(P, tl.Co, tl.ld, tl.K4, U, 0, tl.Co * tl.KP, PackedPanels{v, tl.K4, tl.ld}, M.data(), tl.ld,
+  // T columns, not ld: the GEMM skips the padding of the last panel (its columns of M are not read).
+  gemm_points(P, tl.Co, tl.T, tl.K4, U, 0, tl.Co * tl.KP, PackedPanels{v, tl.K4, tl.T}, M.data(), tl.ld,
               u_rows.data(), u_cols.data());
   // Y = A^T M A for 16 tiles (lanes) at a time; a 16 x 16 transpose gives each tile its m x m
   // values in a row of their own, stored as m rows of m floats (masked stores) at the tile's origin.
@@ -394,7 +395,7 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     float* dst = y + o * tl.OH * tl.OW;
-    for (int64_t g = 0; g < tl.groups(); ++g) {
+    for (int64_t g = 0; g < (tl.T + kLanes - 1) / kLanes; ++g) {  // the groups that hold tiles
       V mt[n][n], yt[m][m], r[16];
       for (int p = 0; p < P; ++p) mt[p / n][p % n] = _mm512_load_ps(mp + (p * tl.Co + o) * tl.ld + g * kLanes);
       transform2d<typename F::OutputT>(mt, yt);
