@@ -14,6 +14,7 @@
 // 6 x 2 ymm (6 x 16 in 12 of 16). Each k step loads NV vectors of B, broadcasts MR values of A and
 // issues MR x NV FMAs: enough independent chains to keep both FMA ports busy through their latency.
 #include "kernels/cpu/sgemm.h"
+#include "kernels/cpu/transpose16.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -99,21 +100,36 @@ bool unit_run(const int64_t* off, int64_t n) {
 }
 
 // A's rows [i0, i0+mc) x k [k0, k0+kc) as MR-tall panels: panel p holds, for each k, the MR values
-// of its rows (zero past mc).
+// of its rows (zero past mc). The k range is walked in runs where A's columns are contiguous in
+// memory (one run for a plain matrix; panel-wide runs for Winograd's weights in panel order).
 void pack_a(const GemmView<const float>& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   const int64_t* col = a.col_off + k0;
-  const bool unit = unit_run(col, kc);
   for (int64_t p = 0; p < mc; p += kMR) {
     const int64_t mr = std::min(kMR, mc - p);
     float* panel = dst + p * kc;
-    for (int64_t i = 0; i < mr; ++i) {
-      const float* row = a.data + a.row_off[i0 + p + i];
-      if (unit) {
-        const float* src = row + col[0];
-        for (int64_t k = 0; k < kc; ++k) panel[k * kMR + i] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k) panel[k * kMR + i] = row[col[k]];
+    const float* rows[kMR];
+    for (int64_t i = 0; i < mr; ++i) rows[i] = a.data + a.row_off[i0 + p + i];
+    for (int64_t k = 0; k < kc;) {
+      int64_t len = 1;
+      while (k + len < kc && col[k + len] == col[k] + len) ++len;
+      int64_t r = 0;
+#if defined(__AVX512F__)
+      // A full panel 16 k at a time: 8 rows of 16 contiguous values, transposed in registers into
+      // 16 columns of 8 (two per vector, as the panel stores them).
+      for (; mr == kMR && r + 16 <= len; r += 16) {
+        __m512 v[16];
+        for (int i = 0; i < 8; ++i) v[i] = _mm512_loadu_ps(rows[i] + col[k] + r);
+        for (int i = 8; i < 16; ++i) v[i] = _mm512_setzero_ps();
+        transpose16(v);  // v[j]: column k + r + j, rows 0..7 in lanes 0..7
+        for (int j = 0; j < 8; ++j)
+          _mm512_storeu_ps(panel + (k + r + 2 * j) * kMR, _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44));
       }
+#endif
+      for (int64_t i = 0; i < mr; ++i) {
+        const float* src = rows[i] + col[k];
+        for (int64_t q = r; q < len; ++q) panel[(k + q) * kMR + i] = src[q];
+      }
+      k += len;
     }
     for (int64_t k = 0; mr < kMR && k < kc; ++k)
       for (int64_t i = mr; i < kMR; ++i) panel[k * kMR + i] = 0.0f;

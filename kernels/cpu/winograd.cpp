@@ -27,9 +27,10 @@
 // transforms mix values with weights up to 8 (A^T) and 3 (B^T) instead of 1, so float32 error
 // grows by a small constant factor; tests/test_winograd.cpp bounds it for both tile sizes.
 //
-// The transforms run 16 lanes wide (AVX-512 gathers and scatters), with lanes over tiles or over
-// channels, whichever is contiguous in the matrix the GEMM reads. Everything between transforms
-// is plain row-major, so the GEMMs are kernels/cpu/sgemm's, one batch of 9 or 25.
+// The transforms run 16 lanes wide (AVX-512), with lanes over tiles or over channels, whichever is
+// contiguous in the matrix the GEMM reads; they read the images with gathers and write results
+// through 16 x 16 register transposes (kernels/cpu/transpose16.h) rather than scatters. Everything
+// between transforms is plain row-major, so the GEMMs are kernels/cpu/sgemm's, one batch of 9 or 25.
 #include "kernels/cpu/winograd.h"
 
 #include <algorithm>
@@ -41,6 +42,7 @@
 
 #include "engine/allocator.h"
 #include "kernels/cpu/sgemm.h"
+#include "kernels/cpu/transpose16.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -202,7 +204,6 @@ inline V gather(const float* base, __m512i idx) { return _mm512_i32gather_ps(idx
 inline V gather(const float* base, __m512i idx, __mmask16 m) {
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
 }
-inline void scatter(float* base, __m512i idx, V v, __mmask16 m) { _mm512_mask_i32scatter_ps(base, m, idx, v, 4); }
 // Lane l at l * stride: 16 consecutive channels of an NCHW tensor, or of a weight.
 inline __m512i lane_steps(int64_t stride) {
   return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -283,31 +284,6 @@ inline void input_tiles(Load&& load, Emit&& emit) {
       transform2d<typename F::InputT>(e, v);
       for (int p = 0; p < n * n; ++p) emit(2 * a + b, p, v[p / n][p % n]);
     }
-}
-
-// In-register transpose of a 16 x 16 block: r[i] holds row i on entry and column i on return.
-// Pairs of rows interleave (unpack), then 4 x 4 blocks within each 128-bit lane (shuffle_ps), then
-// the 128-bit lanes themselves (shuffle_f32x4).
-inline void transpose16(V (&r)[16]) {
-  V t[16], s[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {  // s[4g + m], lane block j: column 4j + m of rows 4g..4g+3
-    s[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    s[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-    s[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    s[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-  }
-  for (int m = 0; m < 4; ++m) {
-    const V u0 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x44), u1 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xEE);
-    const V u2 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x44), u3 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xEE);
-    r[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-    r[4 + m] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-    r[8 + m] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-    r[12 + m] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-  }
 }
 
 // U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c, lanes over 16 channels, with each p's
@@ -568,7 +544,7 @@ bool winograd_applies(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t OH, 
   if (kh != 4 || kw != 4 || stride != 2 || pad_h != 1 || pad_w != 1) return false;
   if (OH < 2 || OW < 2 || OH % 2 || OW % 2 || H != 2 * OH || W != 2 * OW) return false;
   if (Ci < kLanes || Co < kLanes || Ci % kLanes || Co % kLanes || N < 1) return false;
-  // Tile offsets in gathers and scatters are 32-bit.
+  // Tile offsets in gathers are 32-bit.
   const int64_t limit = int64_t{1} << 31;
   return N * Ci * H * W < limit && N * Co * OH * OW < limit;
 }
