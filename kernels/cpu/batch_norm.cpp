@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/primitives.h"
 #include "kernels/cpu/dispatch.h"
@@ -43,6 +44,18 @@ void apply_affine(const T* x, const ChannelLayout& l, int64_t c, T scale, T shif
   }
 }
 
+// Channel c's mean and sum of squared deviations from it, in double: two passes, so a large mean
+// does not cancel the variance away.
+template <class T>
+std::pair<double, double> channel_moments(const T* x, const ChannelLayout& l, int64_t c) {
+  double sum = 0;
+  for (int64_t n = 0; n < l.N; ++n) sum += cpu::sum_lanes(x + (n * l.C + c) * l.S, l.S);
+  const double mean = sum / static_cast<double>(l.N * l.S);
+  double sq = 0;
+  for (int64_t n = 0; n < l.N; ++n) sq += cpu::sum_sq_dev_lanes(x + (n * l.C + c) * l.S, l.S, mean);
+  return {mean, sq};
+}
+
 template <class T>
 void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, double momentum,
                       double eps, Tensor& running_mean, Tensor& running_var) {
@@ -68,11 +81,7 @@ void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
 
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < l.C; ++c) {
-    double sum = 0;
-    for (int64_t n = 0; n < l.N; ++n) sum += cpu::sum_lanes(xd + (n * l.C + c) * l.S, l.S);
-    const double mean = sum / static_cast<double>(M);
-    double sq = 0;
-    for (int64_t n = 0; n < l.N; ++n) sq += cpu::sum_sq_dev_lanes(xd + (n * l.C + c) * l.S, l.S, mean);
+    const auto [mean, sq] = channel_moments(xd, l, c);
     const double var = sq / static_cast<double>(M);
     const double scale = gd[c] / std::sqrt(var + eps);
     apply_affine(xd, l, c, static_cast<T>(scale), static_cast<T>(bd[c] - mean * scale), yd);
@@ -131,11 +140,7 @@ void batch_norm_train_backward(const Tensor& x, const Tensor& g, const Tensor& g
   T* dbd = dbeta ? dbeta->data<T>() : nullptr;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < l.C; ++c) {
-    double sum = 0;
-    for (int64_t n = 0; n < l.N; ++n) sum += cpu::sum_lanes(xd + (n * l.C + c) * l.S, l.S);
-    const double mean = sum / static_cast<double>(M);
-    double sq = 0;
-    for (int64_t n = 0; n < l.N; ++n) sq += cpu::sum_sq_dev_lanes(xd + (n * l.C + c) * l.S, l.S, mean);
+    const auto [mean, sq] = channel_moments(xd, l, c);
     const double r = 1.0 / std::sqrt(sq / static_cast<double>(M) + eps);
     double sg[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sgc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // sum g, sum g (x - mean)
     for (int64_t n = 0; n < l.N; ++n) {
