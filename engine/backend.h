@@ -39,8 +39,7 @@ enum class DeepLiftNonlinearity { leaky_relu, sigmoid, tanh };
      [x; x0] (first dim even), G the gradient arriving at f's output; out = G * multiplier, with   \
      multiplier (f(a) - f(b)) / (a - b) for each pair (a in the first half, b at the same place in \
      the second), or f' of the element's own half where |a - b| < 1e-10. All shaped like I. */     \
-  void deeplift_rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope,     \
-                        Tensor& out);
+  void deeplift_rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope, Tensor& out);
 
 namespace cpu {
 XGAN_BACKEND_KERNELS
@@ -89,7 +88,7 @@ void drop_parameter_forms();  // what the CPU kernels kept for this thread's fro
 // recorded (WGAN-GP's double backward), BatchNormTrain::vjp composes engine ops.
 void batch_norm_train_backward(const Tensor& x, const Tensor& g, const Tensor& gamma, double eps, Tensor* dx,
                                Tensor* dgamma, Tensor* dbeta);
-}
+}  // namespace cpu
 
 // Dispatch helpers: run the kernel of the tensor's device.
 void fill(Tensor& t, double value);

@@ -517,7 +517,8 @@ std::map<std::string, std::function<void()>> kernel_table() {
     for (int64_t j = 0; j < half; j += 7) p[j + half] = p[j];
     for (int64_t j = 3; j < half; j += 11) p[j] = p[j + half] = 0.0f;
     const Tensor G = uniform({8, 3, 4, 4}, -1, 1);
-    for (auto f : {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
+    for (auto f :
+         {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
       Tensor c = empty(I.shape()), g = empty(I.shape(), DType::f32, kGPU);
       cpu::deeplift_rescale(I, G, f, 0.2, c);
       cuda::deeplift_rescale(I.to(kGPU), G.to(kGPU), f, 0.2, g);

@@ -1,7 +1,8 @@
 // kernels/cpu/winograd: the F(2x2, 2x2) and F(4x4, 2x2) convolutions (forward, input gradient,
 // weight gradient) against a double-precision direct convolution, over shapes whose tile counts
 // leave partial 16-lane groups, non-square maps, several channel groups and batches; and the
-// engine ops that route to them against their float64 versions. Skips where the build has no AVX-512 transforms.
+// engine ops that route to them against their float64 versions. Skips where the build has no AVX-512
+// transforms.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -36,7 +37,8 @@ Ref conv_ref(const WinogradConv& s, const std::vector<float>& x, const std::vect
               for (int64_t j = 0; j < 4; ++j) {
                 const int64_t h = 2 * p + i - 1, v = 2 * q + j - 1;
                 if (h < 0 || h >= H || v < 0 || v >= W) continue;
-                const double t = double(w[((o * s.Ci + c) * 4 + i) * 4 + j]) * x[((n * s.Ci + c) * H + h) * W + v];
+                const double t =
+                    double(w[((o * s.Ci + c) * 4 + i) * 4 + j]) * x[((n * s.Ci + c) * H + h) * W + v];
                 acc += t;
                 mag += std::abs(t);
               }
@@ -59,7 +61,8 @@ Ref data_grad_ref(const WinogradConv& s, const std::vector<float>& dy, const std
               for (int64_t j = 0; j < 4; ++j) {
                 const int64_t h = 2 * p + i - 1, v = 2 * q + j - 1;
                 if (h < 0 || h >= H || v < 0 || v >= W) continue;
-                const double t = double(w[((o * s.Ci + c) * 4 + i) * 4 + j]) * dy[((n * s.Co + o) * s.OH + p) * s.OW + q];
+                const double t =
+                    double(w[((o * s.Ci + c) * 4 + i) * 4 + j]) * dy[((n * s.Co + o) * s.OH + p) * s.OW + q];
                 const int64_t at = ((n * s.Ci + c) * H + h) * W + v;
                 r.value[at] += t;
                 r.magnitude[at] += std::abs(t);
@@ -79,7 +82,8 @@ Ref weight_grad_ref(const WinogradConv& s, const std::vector<float>& x, const st
               for (int64_t j = 0; j < 4; ++j) {
                 const int64_t h = 2 * p + i - 1, v = 2 * q + j - 1;
                 if (h < 0 || h >= H || v < 0 || v >= W) continue;
-                const double t = double(x[((n * s.Ci + c) * H + h) * W + v]) * dy[((n * s.Co + o) * s.OH + p) * s.OW + q];
+                const double t =
+                    double(x[((n * s.Ci + c) * H + h) * W + v]) * dy[((n * s.Co + o) * s.OH + p) * s.OW + q];
                 const int64_t at = ((o * s.Ci + c) * 4 + i) * 4 + j;
                 r.value[at] += t;
                 r.magnitude[at] += std::abs(t);
@@ -98,7 +102,8 @@ double worst(const std::vector<float>& got, const Ref& ref, int64_t terms) {
   double max_mag = 0, w = 0;
   for (double m : ref.magnitude) max_mag = std::max(max_mag, m);
   for (size_t i = 0; i < got.size(); ++i) {
-    const double bound = 64.0 * double(terms) * std::ldexp(1.0, -24) * (ref.magnitude[i] + 1e-3 * max_mag) + 1e-30;
+    const double bound =
+        64.0 * double(terms) * std::ldexp(1.0, -24) * (ref.magnitude[i] + 1e-3 * max_mag) + 1e-30;
     const double err = std::isfinite(got[i]) ? std::abs(got[i] - ref.value[i]) : 1e300;
     w = std::max(w, err / bound);
   }
@@ -122,12 +127,13 @@ TEST_CASE("winograd conv2d, input and weight gradients match the direct convolut
   // N, Ci, Co, OH, OW: 1 tile to several GEMM panels of tiles (48 each) plus a partial group of
   // 16 lanes, square maps and not, for each tile side.
   const std::vector<WinogradConv> shapes = {
-      {1, 16, 16, 2, 2, 2},  {2, 32, 16, 4, 4, 2},  {3, 16, 48, 8, 8, 2},   {1, 48, 32, 4, 6, 2},
-      {5, 16, 16, 6, 2, 2},  {2, 16, 32, 2, 8, 2},  {1, 16, 16, 4, 4, 4},   {2, 32, 16, 8, 8, 4},
-      {1, 48, 32, 4, 8, 4},  {5, 16, 16, 8, 12, 4}, {13, 16, 32, 8, 8, 4},  {2, 16, 16, 16, 4, 4}};
+      {1, 16, 16, 2, 2, 2}, {2, 32, 16, 4, 4, 2},  {3, 16, 48, 8, 8, 2},  {1, 48, 32, 4, 6, 2},
+      {5, 16, 16, 6, 2, 2}, {2, 16, 32, 2, 8, 2},  {1, 16, 16, 4, 4, 4},  {2, 32, 16, 8, 8, 4},
+      {1, 48, 32, 4, 8, 4}, {5, 16, 16, 8, 12, 4}, {13, 16, 32, 8, 8, 4}, {2, 16, 16, 16, 4, 4}};
   std::mt19937 rng(3);
   for (const auto& s : shapes) {
-    INFO("N " << s.N << " Ci " << s.Ci << " Co " << s.Co << " OH " << s.OH << " OW " << s.OW << " tile " << s.tile);
+    INFO("N " << s.N << " Ci " << s.Ci << " Co " << s.Co << " OH " << s.OH << " OW " << s.OW << " tile "
+              << s.tile);
     REQUIRE(xgan::cpu::winograd_applies(s.Ci, s.Co, 2 * s.OH, 2 * s.OW, s.OH, s.OW, s.N, 4, 4, 2, 1, 1));
     const int64_t H = 2 * s.OH, W = 2 * s.OW;
     const auto x = randn(s.N * s.Ci * H * W, rng), w = randn(s.Co * s.Ci * 16, rng),
@@ -158,12 +164,12 @@ TEST_CASE("winograd rejects a tile side that does not divide the map") {
 
 TEST_CASE("winograd_applies only to k4 s2 p1 with even maps and 16-channel groups") {
   if (!xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1)) return;
-  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 3, 3, 2, 1, 1));  // kernel 3
-  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 5, 5, 1, 4, 4, 1, 0, 0));  // stride 1
-  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 0, 0));  // no padding
-  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 6, 6, 3, 3, 1, 4, 4, 2, 1, 1));  // odd map
-  CHECK_FALSE(xgan::cpu::winograd_applies(8, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1));   // 8 channels
-  CHECK_FALSE(xgan::cpu::winograd_applies(16, 24, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1));  // 24 channels
+  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 3, 3, 2, 1, 1));      // kernel 3
+  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 5, 5, 1, 4, 4, 1, 0, 0));      // stride 1
+  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 8, 8, 4, 4, 1, 4, 4, 2, 0, 0));      // no padding
+  CHECK_FALSE(xgan::cpu::winograd_applies(16, 16, 6, 6, 3, 3, 1, 4, 4, 2, 1, 1));      // odd map
+  CHECK_FALSE(xgan::cpu::winograd_applies(8, 16, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1));       // 8 channels
+  CHECK_FALSE(xgan::cpu::winograd_applies(16, 24, 8, 8, 4, 4, 1, 4, 4, 2, 1, 1));      // 24 channels
   CHECK_FALSE(xgan::cpu::winograd_applies(1, 128, 32, 32, 16, 16, 1, 4, 4, 2, 1, 1));  // D's first layer
 }
 

@@ -255,7 +255,8 @@ TEST_CASE("the fused DeepLIFT rescale kernel equals the rule written with engine
     // Pairs (I[j], I[j + 12]): equal, 1e-12 apart (the f' fallback), either side of LeakyReLU's
     // kink, saturated sigmoid/tanh, then random ones.
     std::vector<double> a = {0.5, -0.3, 0.0, 0.0, -1e-3, 2.0, 40.0, -40.0, 0.0, 1.5, -2.5, 3.0};
-    std::vector<double> b = {0.5, -0.3 + 1e-12, 0.0, -1.0, 1e-3, 2.0 + 1e-12, 35.0, -45.0, 1e-11, -1.5, 0.1, 0.0};
+    std::vector<double> b = {0.5,  -0.3 + 1e-12, 0.0,   -1.0, 1e-3, 2.0 + 1e-12,
+                             35.0, -45.0,        1e-11, -1.5, 0.1,  0.0};
     const Tensor r = random_tensor({12}, DType::f64, 21);
     for (double v : r.to_vector()) a.push_back(v), b.push_back(v * 0.5 - 0.2);
     std::vector<double> pairs = a;
@@ -263,7 +264,8 @@ TEST_CASE("the fused DeepLIFT rescale kernel equals the rule written with engine
     const int64_t n = static_cast<int64_t>(a.size());
     const Tensor I = from_vector(pairs, {2, n}, dt);
     const Tensor G = random_tensor({2, n}, dt, 22);
-    for (auto f : {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
+    for (auto f :
+         {DeepLiftNonlinearity::leaky_relu, DeepLiftNonlinearity::sigmoid, DeepLiftNonlinearity::tanh}) {
       INFO("dtype " << dtype_name(dt) << " nonlinearity " << static_cast<int>(f));
       Tensor out = empty(I.shape(), dt);
       cpu::deeplift_rescale(I, G, f, 0.2, out);
@@ -360,8 +362,7 @@ TEST_CASE("explanations in float32 (the training dtype) agree with the float64 g
   }
 }
 
-TEST_CASE("explain_recorded equals a second captum forward: same maps, same buffers, bit for bit",
-          "[xai]") {
+TEST_CASE("explain_recorded equals a second captum forward: same maps, same buffers, bit for bit", "[xai]") {
   // The G step's shortcut (train/step.cpp) must not change a single number: two Ds with the same
   // state each run the loss's forward D(x); one is then explained from a fresh forward (explain),
   // the other from the recorded graph with the batch-norm update replayed (explain_recorded).
@@ -397,5 +398,6 @@ TEST_CASE("explain_recorded equals a second captum forward: same maps, same buff
   Tensor xl = g.file.tensors.at("x").clone();
   xl.set_requires_grad(true);
   const Tensor y = D.forward(xl, true);
-  CHECK_THROWS_WITH(explain_recorded(D, y, xl, XaiMethod::deeplift), Catch::Contains("saliency or inputxgrad"));
+  CHECK_THROWS_WITH(explain_recorded(D, y, xl, XaiMethod::deeplift),
+                    Catch::Contains("saliency or inputxgrad"));
 }

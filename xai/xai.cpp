@@ -203,7 +203,8 @@ Tensor explain_recorded(GanDiscriminator& D, const Tensor& y, const Tensor& x_le
   if (!y.grad_fn() || !x_leaf.requires_grad())
     throw std::invalid_argument("explain_recorded: y must be recorded from the leaf x");
   if (sum_grad.defined() && sum_grad.shape() != x_leaf.shape())
-    throw std::invalid_argument("explain_recorded: sum_grad " + sum_grad.str() + " does not match x " + x_leaf.str());
+    throw std::invalid_argument("explain_recorded: sum_grad " + sum_grad.str() + " does not match x " +
+                                x_leaf.str());
   EnableGradGuard eg;
   Tensor g = sum_grad.defined() ? sum_grad.detach() : grad({sum(y)}, {x_leaf})[0].detach();
   replay_batch_norm_updates(y);

@@ -157,7 +157,7 @@ void batch_norm_train_backward(const Tensor& x, const Tensor& g, const Tensor& g
         sgc[0] += static_cast<double>(gs[i]) * (static_cast<double>(xs[i]) - mean);
       }
     }
-    const auto total = [](const double (&a)[8]) {
+    const auto total = [](const double(&a)[8]) {
       return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     };
     const double sum_g = total(sg), sum_gxhat = total(sgc) * r;

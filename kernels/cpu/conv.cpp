@@ -246,13 +246,16 @@ void conv2d(const float* x, const float* w, float* y, const ConvGeometry& g, int
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0);
     const auto [images, stride] = padded_images(x, n0, nb, g, buffer);
-    const std::vector<int64_t> windows = window_offsets(g, nb, stride), y_cols = sample_columns(nb, P, Co * P);
-    cpu::sgemm(View{w, Co, K, w_rows.data(), w_cols.data()}, View{images, K, nb * P, taps.data(), windows.data()},
+    const std::vector<int64_t> windows = window_offsets(g, nb, stride),
+                               y_cols = sample_columns(nb, P, Co * P);
+    cpu::sgemm(View{w, Co, K, w_rows.data(), w_cols.data()},
+               View{images, K, nb * P, taps.data(), windows.data()},
                OutView{y + n0 * Co * P, Co, nb * P, y_rows.data(), y_cols.data()}, false);
   }
 }
 
-void conv2d_weight_grad(const float* x, const float* dy, float* dw, const ConvGeometry& g, int64_t N, int64_t Co) {
+void conv2d_weight_grad(const float* x, const float* dy, float* dw, const ConvGeometry& g, int64_t N,
+                        int64_t Co) {
   const int64_t K = g.rows(), P = g.cols();
   const std::vector<int64_t> taps = tap_offsets(g), dy_rows = steps(Co, P), dw_rows = steps(Co, K),
                              dw_cols = steps(K, 1);
@@ -261,7 +264,8 @@ void conv2d_weight_grad(const float* x, const float* dy, float* dw, const ConvGe
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0);
     const auto [images, stride] = padded_images(x, n0, nb, g, buffer);
-    const std::vector<int64_t> windows = window_offsets(g, nb, stride), dy_cols = sample_columns(nb, P, Co * P);
+    const std::vector<int64_t> windows = window_offsets(g, nb, stride),
+                               dy_cols = sample_columns(nb, P, Co * P);
     // dw (+)= dy [Co, nb*P] x columns^T [nb*P, K]; chunks add up in a fixed order.
     cpu::sgemm(View{dy + n0 * Co * P, Co, nb * P, dy_rows.data(), dy_cols.data()},
                View{images, nb * P, K, windows.data(), taps.data()},
@@ -270,8 +274,8 @@ void conv2d_weight_grad(const float* x, const float* dy, float* dw, const ConvGe
 }
 
 // col [K, nb*P] = w^T [K, Ci] x (samples [n0, n0+nb) of x as [Ci, nb*P]).
-void transposed_columns(const float* x, const float* w, float* col, const ConvGeometry& g, int64_t n0, int64_t nb,
-                        int64_t Ci) {
+void transposed_columns(const float* x, const float* w, float* col, const ConvGeometry& g, int64_t n0,
+                        int64_t nb, int64_t Ci) {
   const int64_t K = g.rows(), P = g.cols();
   const std::vector<int64_t> w_rows = steps(K, 1), w_cols = steps(Ci, K), x_rows = steps(Ci, P),
                              x_cols = sample_columns(nb, P, Ci * P), c_rows = steps(K, nb * P),
@@ -337,8 +341,7 @@ void conv2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, Pad2d pad) 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-    {
+    if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w)) {
       const cpu::WinogradConv s{N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
       return cpu::winograd_conv2d(s, xd, winograd_weights(w, s, own), yd);
@@ -377,8 +380,7 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (cpu::winograd_applies(g.C, Ci, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-    {
+    if (cpu::winograd_applies(g.C, Ci, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w)) {
       const cpu::WinogradConv s{N, g.C, Ci, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)};
       Tensor own;
       return cpu::winograd_conv2d_data_grad(s, xd, winograd_weights(w, s, own), yd);
@@ -400,7 +402,8 @@ void conv_transpose2d(const Tensor& x, const Tensor& w, Tensor& y, int stride, P
         samples_to_wide(xs, nb, Ci, P, wide.data());
         xs = wide.data();
       }
-      parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(), ConstMap<T>(xs, Ci, ld), false);
+      parallel_product(Eigen::Map<RowMat<T>>(col.data(), K, ld), wm.transpose(), ConstMap<T>(xs, Ci, ld),
+                       false);
     }
     for_each_sample<T>(nb, g.scratch_size(), [&](int64_t b, T* scratch) {
       columns_to_image(col.data() + b * P, ld, g, scratch, yd + (n0 + b) * image);
@@ -427,8 +430,8 @@ void conv2d_weight_grad(const Tensor& x, const Tensor& dy, Tensor& dw, int strid
   }
   if constexpr (std::is_same_v<T, float>) {
     if (cpu::winograd_applies(g.C, Co, g.H, g.W, g.OH, g.OW, N, g.kh, g.kw, g.stride, g.pad_h, g.pad_w))
-      return cpu::winograd_conv2d_weight_grad({N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)}, xd, dyd,
-                                               dw.data<T>());
+      return cpu::winograd_conv2d_weight_grad({N, g.C, Co, g.OH, g.OW, cpu::winograd_tile(g.OH, g.OW)}, xd,
+                                              dyd, dw.data<T>());
     if (cpu::sgemm_available()) return fast::conv2d_weight_grad(xd, dyd, dw.data<T>(), g, N, Co);
   }
   // The sum over samples is the GEMM's inner dimension, so there is nothing to race on and the

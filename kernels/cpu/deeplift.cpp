@@ -53,8 +53,8 @@ void rescale(const T* __restrict I, const T* __restrict G, int64_t half, T slope
 
 void deeplift_rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope, Tensor& out) {
   if (I.shape() != G.shape() || out.shape() != I.shape())
-    throw std::invalid_argument("deeplift_rescale: I " + I.str() + ", G " + G.str() + " and out " + out.str() +
-                                " must have one shape");
+    throw std::invalid_argument("deeplift_rescale: I " + I.str() + ", G " + G.str() + " and out " +
+                                out.str() + " must have one shape");
   if (I.dtype() != G.dtype() || out.dtype() != I.dtype())
     throw std::invalid_argument("deeplift_rescale: I, G and out must have one dtype");
   if (I.dim() < 1 || I.size(0) % 2 != 0)

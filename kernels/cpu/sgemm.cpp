@@ -14,7 +14,6 @@
 // 6 x 2 ymm (6 x 16 in 12 of 16). Each k step loads NV vectors of B, broadcasts MR values of A and
 // issues MR x NV FMAs: enough independent chains to keep both FMA ports busy through their latency.
 #include "kernels/cpu/sgemm.h"
-#include "kernels/cpu/transpose16.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -24,6 +23,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "kernels/cpu/transpose16.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -49,11 +50,11 @@ inline void vstoreu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-constexpr int64_t kVec = 16;           // floats per register
-constexpr int64_t kMR = 8;             // rows of the register tile
-constexpr int64_t kNV = 3;             // vectors across the register tile
-constexpr int64_t kKC = 192;           // depth of a packed slice: a B panel (36 KiB) fits L1
-constexpr int64_t kMC = 18 * kMR;      // 144 rows: the packed A block (108 KiB) sits in L2
+constexpr int64_t kVec = 16;              // floats per register
+constexpr int64_t kMR = 8;                // rows of the register tile
+constexpr int64_t kNV = 3;                // vectors across the register tile
+constexpr int64_t kKC = 192;              // depth of a packed slice: a B panel (36 KiB) fits L1
+constexpr int64_t kMC = 18 * kMR;         // 144 rows: the packed A block (108 KiB) sits in L2
 constexpr int64_t kNC = 20 * kNV * kVec;  // 960 columns: the packed B block (720 KiB), L2/L3
 #else
 // ... and for 8-float ymm registers (AVX2 + FMA: 16 registers, so a smaller tile).
@@ -68,11 +69,11 @@ inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 constexpr int64_t kVec = 8;
 constexpr int64_t kMR = 6;
 constexpr int64_t kNV = 2;
-constexpr int64_t kKC = 256;           // a B panel is 16 KiB, half of a 32 KiB L1
-constexpr int64_t kMC = 24 * kMR;      // 144 rows: the packed A block (144 KiB) sits in L2
+constexpr int64_t kKC = 256;              // a B panel is 16 KiB, half of a 32 KiB L1
+constexpr int64_t kMC = 24 * kMR;         // 144 rows: the packed A block (144 KiB) sits in L2
 constexpr int64_t kNC = 64 * kNV * kVec;  // 1024 columns: the packed B block (1 MiB), L2/L3
 #endif
-constexpr int64_t kNR = kNV * kVec;    // columns of the register tile
+constexpr int64_t kNR = kNV * kVec;  // columns of the register tile
 
 // One thread's packing buffers, allocated on first use and kept (OpenMP's threads persist).
 struct Packs {
@@ -228,7 +229,8 @@ void gemm_range(const GemmView<const float>& a, const GemmView<const float>& b, 
         pack_a(a, ic, mc, pc, kc, packs.a.get());
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int64_t nr = std::min(kNR, nc - jr);
-          const float* bp = packed_b ? packed_b + (jc + jr) / kNR * K * kNR + pc * kNR : packs.b.get() + jr * kc;
+          const float* bp =
+              packed_b ? packed_b + (jc + jr) / kNR * K * kNR + pc * kNR : packs.b.get() + jr * kc;
           // Vectors that hold columns of C (the rest of the panel is padding), and straight into C
           // when each of them is contiguous there.
           const int64_t nv = (nr + kVec - 1) / kVec;
@@ -268,7 +270,10 @@ std::vector<int64_t> steps(int64_t n, int64_t stride) {
 
 }  // namespace
 
-bool sgemm_available() { static const bool on = !std::getenv("XGAN_EIGEN"); return on; }
+bool sgemm_available() {
+  static const bool on = !std::getenv("XGAN_EIGEN");
+  return on;
+}
 
 void sgemm(const GemmView<const float>& a, const GemmView<const float>& b, const GemmView<float>& c,
            bool accumulate) {
@@ -279,13 +284,13 @@ namespace {
 
 // sgemm_batch for B as offset tables (packed == false) or already in panels (packed == true, the
 // data of `b` is the panels and its tables are unused).
-void batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b, bool packed,
-           int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
+void batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
+           bool packed, int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
   const int64_t M = c.rows, N = c.cols, K = a.cols;
   if (a.rows != M || b.rows != K || b.cols != N)
     throw std::logic_error("sgemm: [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) + "] x [" +
-                           std::to_string(b.rows) + ", " + std::to_string(b.cols) + "] -> [" + std::to_string(M) +
-                           ", " + std::to_string(N) + "]");
+                           std::to_string(b.rows) + ", " + std::to_string(b.cols) + "] -> [" +
+                           std::to_string(M) + ", " + std::to_string(N) + "]");
   if (M == 0 || N == 0 || count <= 0) return;
   if (K == 0) {
     if (!accumulate)
@@ -326,17 +331,18 @@ void batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const 
 
 int64_t sgemm_panel_width() { return kNR; }
 
-void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const GemmView<const float>& b,
-                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step,
+                 const GemmView<const float>& b, int64_t b_step, const GemmView<float>& c, int64_t c_step,
+                 bool accumulate) {
   batch(count, a, a_step, b, false, b_step, c, c_step, accumulate);
 }
 
-void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const PackedPanels& b, int64_t b_step,
-                 const GemmView<float>& c, int64_t c_step, bool accumulate) {
+void sgemm_batch(int64_t count, const GemmView<const float>& a, int64_t a_step, const PackedPanels& b,
+                 int64_t b_step, const GemmView<float>& c, int64_t c_step, bool accumulate) {
   if (reinterpret_cast<uintptr_t>(b.data) % 64 != 0 || (b_step * sizeof(float)) % 64 != 0)
     throw std::logic_error("sgemm_batch: packed panels must start 64-byte aligned, for every product");
-  batch(count, a, a_step, GemmView<const float>{b.data, b.rows, b.cols, nullptr, nullptr}, true, b_step, c, c_step,
-        accumulate);
+  batch(count, a, a_step, GemmView<const float>{b.data, b.rows, b.cols, nullptr, nullptr}, true, b_step, c,
+        c_step, accumulate);
 }
 
 void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<float> c, bool accumulate) {
@@ -352,17 +358,20 @@ void sgemm(StridedMat<const float> a, StridedMat<const float> b, StridedMat<floa
 bool sgemm_available() { return false; }
 
 [[noreturn]] static void no_kernel() {
-  throw std::logic_error("sgemm: this build has no vector kernel (needs AVX2 + FMA or AVX-512) (check sgemm_available() first)");
+  throw std::logic_error(
+      "sgemm: this build has no vector kernel (needs AVX2 + FMA or AVX-512) (check sgemm_available() first)");
 }
-void sgemm(const GemmView<const float>&, const GemmView<const float>&, const GemmView<float>&, bool) { no_kernel(); }
+void sgemm(const GemmView<const float>&, const GemmView<const float>&, const GemmView<float>&, bool) {
+  no_kernel();
+}
 void sgemm(StridedMat<const float>, StridedMat<const float>, StridedMat<float>, bool) { no_kernel(); }
 void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const GemmView<const float>&, int64_t,
                  const GemmView<float>&, int64_t, bool) {
   no_kernel();
 }
 int64_t sgemm_panel_width() { no_kernel(); }
-void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const PackedPanels&, int64_t, const GemmView<float>&,
-                 int64_t, bool) {
+void sgemm_batch(int64_t, const GemmView<const float>&, int64_t, const PackedPanels&, int64_t,
+                 const GemmView<float>&, int64_t, bool) {
   no_kernel();
 }
 

@@ -21,8 +21,10 @@ inline void transpose16(__m512 (&r)[16]) {
     s[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
   }
   for (int m = 0; m < 4; ++m) {
-    const __m512 u0 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x44), u1 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xEE);
-    const __m512 u2 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x44), u3 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xEE);
+    const __m512 u0 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x44),
+                 u1 = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xEE);
+    const __m512 u2 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x44),
+                 u3 = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xEE);
     r[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
     r[4 + m] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
     r[8 + m] = _mm512_shuffle_f32x4(u1, u3, 0x88);

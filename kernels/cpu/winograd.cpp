@@ -69,7 +69,7 @@ inline V fma(float c, V a, V b) { return _mm512_fmadd_ps(_mm512_set1_ps(c), a, b
 // F(2, 2): points 1, -1 and infinity (the most accurate three-point choice in float32).
 struct F2 {
   static constexpr int m = 2, n = 3;  // outputs and inputs of a 1D tile
-  struct InputT {  // B^T, 3 -> 3
+  struct InputT {                     // B^T, 3 -> 3
     static constexpr int kIn = 3, kOut = 3;
     static void apply(const V* d, V* o) {
       o[0] = add(d[0], d[1]);
@@ -236,8 +236,19 @@ struct Tiles {
   static constexpr int m = F::m, n = F::n, kPoints = F::n * F::n;  // transformed positions of a tile
   int64_t N, Ci, Co, OH, OW, H, W, TY, TX, T, ld, K4, KP;
   explicit Tiles(const WinogradConv& s)
-      : N(s.N), Ci(s.Ci), Co(s.Co), OH(s.OH), OW(s.OW), H(2 * s.OH), W(2 * s.OW), TY(s.OH / m), TX(s.OW / m),
-        T(s.N * TY * TX), ld((T + kPanel - 1) / kPanel * kPanel), K4(4 * s.Ci), KP((K4 + kPanel - 1) / kPanel * kPanel) {}
+      : N(s.N),
+        Ci(s.Ci),
+        Co(s.Co),
+        OH(s.OH),
+        OW(s.OW),
+        H(2 * s.OH),
+        W(2 * s.OW),
+        TY(s.OH / m),
+        TX(s.OW / m),
+        T(s.N * TY * TX),
+        ld((T + kPanel - 1) / kPanel * kPanel),
+        K4(4 * s.Ci),
+        KP((K4 + kPanel - 1) / kPanel * kPanel) {}
   int64_t groups() const { return ld / kLanes; }
   int64_t n_of(int64_t t) const { return t / (TY * TX); }
   int64_t ty(int64_t t) const { return t / TX % TY; }
@@ -252,7 +263,8 @@ struct TileLanes {
   __m512i offset;
   __mmask16 row[R], col[R];
   template <class Tl>
-  TileLanes(const Tl& tl, int64_t t0, int64_t image, int64_t height, int64_t width, int64_t scale, int64_t shift) {
+  TileLanes(const Tl& tl, int64_t t0, int64_t image, int64_t height, int64_t width, int64_t scale,
+            int64_t shift) {
     alignas(64) int32_t off[kLanes];
     for (int r = 0; r < R; ++r) row[r] = col[r] = 0;
     for (int64_t l = 0; l < kLanes; ++l) {
@@ -293,7 +305,8 @@ template <class F>
 void transform_weights(const Tiles<F>& tl, const float* w, float* panels) {
   constexpr int n = F::n, P = Tiles<F>::kPoints;
   if (tl.KP != tl.K4)
-    for (int p = 0; p < P; ++p) std::fill_n(panels + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
+    for (int p = 0; p < P; ++p)
+      std::fill_n(panels + p * tl.Co * tl.KP + (tl.KP - kPanel) * tl.Co, tl.Co * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     for (int64_t c0 = 0; c0 < tl.Ci; c0 += kLanes) {
@@ -304,12 +317,14 @@ void transform_weights(const Tiles<F>& tl, const float* w, float* panels) {
       transpose16(taps);
       for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) {
-          const V g[2][2] = {{taps[a * 4 + b], taps[a * 4 + b + 2]}, {taps[(a + 2) * 4 + b], taps[(a + 2) * 4 + b + 2]}};
+          const V g[2][2] = {{taps[a * 4 + b], taps[a * 4 + b + 2]},
+                             {taps[(a + 2) * 4 + b], taps[(a + 2) * 4 + b + 2]}};
           V u[n][n];
           transform2d<typename F::WeightT>(g, u);
           const int64_t k = (2 * a + b) * tl.Ci + c0;
           for (int p = 0; p < P; ++p)
-            _mm512_storeu_ps(panels + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel, u[p / n][p % n]);
+            _mm512_storeu_ps(panels + p * tl.Co * tl.KP + (k / kPanel * tl.Co + o) * kPanel + k % kPanel,
+                             u[p / n][p % n]);
         }
     }
   }
@@ -330,9 +345,9 @@ void gemm_points(int count, int64_t M, int64_t N, int64_t K, const float* A, int
                  const PackedPanels& B, float* C, int64_t ldc, const int64_t* a_rows = nullptr,
                  const int64_t* a_cols = nullptr) {
   const std::vector<int64_t> ar = steps(M, lda), ac = steps(K, 1), cr = steps(M, ldc), cc = steps(N, 1);
-  sgemm_batch(count, GemmView<const float>{A, M, K, a_rows ? a_rows : ar.data(), a_cols ? a_cols : ac.data()}, a_step,
-              B, B.rows * ((B.cols + kPanel - 1) / kPanel * kPanel), GemmView<float>{C, M, N, cr.data(), cc.data()},
-              M * ldc, false);
+  sgemm_batch(count, GemmView<const float>{A, M, K, a_rows ? a_rows : ar.data(), a_cols ? a_cols : ac.data()},
+              a_step, B, B.rows * ((B.cols + kPanel - 1) / kPanel * kPanel),
+              GemmView<float>{C, M, N, cr.data(), cc.data()}, M * ldc, false);
 }
 
 template <class F>
@@ -352,8 +367,12 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
     for (int64_t c = 0; c < tl.Ci; ++c) {
       const float* base = x + c * tl.H * tl.W;
       input_tiles<F>(
-          [&](int r, int s2) { return gather(base + r * tl.W + s2, lanes.offset, lanes.row[r] & lanes.col[s2]); },
-          [&](int phase, int p, V val) { _mm512_store_ps(panel + p * tl.K4 * tl.ld + (phase * tl.Ci + c) * kPanel, val); });
+          [&](int r, int s2) {
+            return gather(base + r * tl.W + s2, lanes.offset, lanes.row[r] & lanes.col[s2]);
+          },
+          [&](int phase, int p, V val) {
+            _mm512_store_ps(panel + p * tl.K4 * tl.ld + (phase * tl.Ci + c) * kPanel, val);
+          });
     }
   }
   // U (panels) read as the row-major [Co, K4] A: element (o, k) sits in panel k / kPanel, row o.
@@ -366,14 +385,16 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
   // Y = A^T M A for 16 tiles (lanes) at a time; a 16 x 16 transpose gives each tile its m x m
   // values in a row of their own, stored as m rows of m floats (masked stores) at the tile's origin.
   std::vector<int64_t> origin(tl.T);  // tile t's output origin in y, channel 0
-  for (int64_t t = 0; t < tl.T; ++t) origin[t] = tl.n_of(t) * tl.Co * tl.OH * tl.OW + m * tl.ty(t) * tl.OW + m * tl.tx(t);
+  for (int64_t t = 0; t < tl.T; ++t)
+    origin[t] = tl.n_of(t) * tl.Co * tl.OH * tl.OW + m * tl.ty(t) * tl.OW + m * tl.tx(t);
   const float* mp = M.data();
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < tl.Co; ++o) {
     float* dst = y + o * tl.OH * tl.OW;
     for (int64_t g = 0; g < (tl.T + kLanes - 1) / kLanes; ++g) {  // the groups that hold tiles
       V mt[n][n], yt[m][m], r[16];
-      for (int p = 0; p < P; ++p) mt[p / n][p % n] = _mm512_load_ps(mp + (p * tl.Co + o) * tl.ld + g * kLanes);
+      for (int p = 0; p < P; ++p)
+        mt[p / n][p % n] = _mm512_load_ps(mp + (p * tl.Co + o) * tl.ld + g * kLanes);
       transform2d<typename F::OutputT>(mt, yt);
       for (int q = 0; q < 16; ++q) r[q] = q < m * m ? yt[q / m][q % m] : _mm512_setzero_ps();
       transpose16(r);  // r[l]: tile g * 16 + l, its value (i, j) at i * m + j
@@ -381,7 +402,8 @@ void conv2d_tiles(const WinogradConv& s, const float* x, const float* U, float* 
       for (int64_t l = 0; l < lanes; ++l) {
         float* at = dst + origin[g * kLanes + l];
         for (int i = 0; i < m; ++i)  // lanes i*m .. i*m+m-1 of r[l] to row i of the tile
-          _mm512_mask_storeu_ps(at + i * (tl.OW - m), static_cast<__mmask16>(((1u << m) - 1) << (i * m)), r[l]);
+          _mm512_mask_storeu_ps(at + i * (tl.OW - m), static_cast<__mmask16>(((1u << m) - 1) << (i * m)),
+                                r[l]);
       }
     }
   }
@@ -480,7 +502,8 @@ void weight_grad_tiles(const WinogradConv& s, const float* x, const float* dy, f
   const __m512i by_hw = lane_steps(HW);
   float* v = Vt.data();
   if (tl.KP != tl.K4)
-    for (int p = 0; p < P; ++p) std::fill_n(v + p * tl.T * tl.KP + (tl.KP - kPanel) * tl.T, tl.T * kPanel, 0.0f);
+    for (int p = 0; p < P; ++p)
+      std::fill_n(v + p * tl.T * tl.KP + (tl.KP - kPanel) * tl.T, tl.T * kPanel, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < tl.T; ++t) {
     const int64_t r0 = 2 * m * tl.ty(t) - 1, s0 = 2 * m * tl.tx(t) - 1;
@@ -490,7 +513,7 @@ void weight_grad_tiles(const WinogradConv& s, const float* x, const float* dy, f
           [&](int r, int s2) {
             const int64_t row = r0 + r, col = s0 + s2;
             return row < 0 || row >= tl.H || col < 0 || col >= tl.W ? _mm512_setzero_ps()
-                                                                     : gather(img + row * tl.W + col, by_hw);
+                                                                    : gather(img + row * tl.W + col, by_hw);
           },
           [&](int phase, int p, V val) {
             const int64_t k = phase * tl.Ci + c0;
@@ -529,7 +552,8 @@ decltype(auto) with_tiles(const WinogradConv& s, Fn&& f) {
   if (s.tile == 4 && s.OH % 4 == 0 && s.OW % 4 == 0) return f(F4{});
   if (s.tile == 2) return f(F2{});
   throw std::logic_error("winograd: tile " + std::to_string(s.tile) + " does not divide the " +
-                         std::to_string(s.OH) + "x" + std::to_string(s.OW) + " output (2, or 4 where both are multiples of 4)");
+                         std::to_string(s.OH) + "x" + std::to_string(s.OW) +
+                         " output (2, or 4 where both are multiples of 4)");
 }
 
 }  // namespace
@@ -584,8 +608,8 @@ void winograd_conv2d_weight_grad(const WinogradConv& s, const float* x, const fl
 
 #else  // no AVX-512: the callers keep the direct method
 
-bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                      int64_t, int64_t) {
+bool winograd_applies(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                      int64_t, int64_t, int64_t) {
   return false;
 }
 [[noreturn]] static void no_winograd() {

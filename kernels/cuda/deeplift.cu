@@ -26,8 +26,8 @@ __device__ __forceinline__ void nonlinearity(DeepLiftNonlinearity kind, T slope,
 }
 
 template <class T>
-__global__ void rescale(const T* __restrict__ I, const T* __restrict__ G, int64_t half, DeepLiftNonlinearity kind,
-                        T slope, T* __restrict__ out) {
+__global__ void rescale(const T* __restrict__ I, const T* __restrict__ G, int64_t half,
+                        DeepLiftNonlinearity kind, T slope, T* __restrict__ out) {
   XGAN_GRID_STRIDE(j, half) {
     const T a = I[j], b = I[j + half];
     T fa, da, fb, db;
@@ -49,16 +49,19 @@ __global__ void rescale(const T* __restrict__ I, const T* __restrict__ G, int64_
 
 void deeplift_rescale(const Tensor& I, const Tensor& G, DeepLiftNonlinearity f, double slope, Tensor& out) {
   if (I.shape() != G.shape() || out.shape() != I.shape())
-    fail("deeplift_rescale", "I " + I.str() + ", G " + G.str() + " and out " + out.str() + " must have one shape");
-  if (I.dtype() != G.dtype() || out.dtype() != I.dtype()) fail("deeplift_rescale", "I, G and out must have one dtype");
-  if (I.dim() < 1 || I.size(0) % 2 != 0) fail("deeplift_rescale", "I " + I.str() + " must be a 2N batch [x; x0]");
+    fail("deeplift_rescale",
+         "I " + I.str() + ", G " + G.str() + " and out " + out.str() + " must have one shape");
+  if (I.dtype() != G.dtype() || out.dtype() != I.dtype())
+    fail("deeplift_rescale", "I, G and out must have one dtype");
+  if (I.dim() < 1 || I.size(0) % 2 != 0)
+    fail("deeplift_rescale", "I " + I.str() + " must be a 2N batch [x; x0]");
   require_cuda("deeplift_rescale", {&I, &G, &out});
   const int64_t half = I.numel() / 2;
   if (half > 0)
     dispatch_float(I.dtype(), "deeplift_rescale", [&](auto t) {
       using T = decltype(t);
-      rescale<T><<<grid_for(half), kBlock, 0, stream()>>>(I.data<T>(), G.data<T>(), half, f, static_cast<T>(slope),
-                                                         out.data<T>());
+      rescale<T><<<grid_for(half), kBlock, 0, stream()>>>(I.data<T>(), G.data<T>(), half, f,
+                                                          static_cast<T>(slope), out.data<T>());
       XGAN_LAUNCH_CHECK();
     });
   out.bump_version();
