@@ -35,7 +35,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -300,7 +299,7 @@ inline void input_tiles(Load&& load, Emit&& emit) {
 
 // U[p][o][k] = (G w_ab G^T)[p] for k = (2a+b) Ci + c, lanes over 16 channels, with each p's
 // [Co, K4] matrix in kPanel-wide column panels (zero past K4): what the input gradient's GEMM reads
-// as its B, and the forward's as its A through offset tables (`panel_offsets`).
+// as its B, and the forward's as its A through offset tables (conv2d_tiles).
 template <class F>
 void transform_weights(const Tiles<F>& tl, const float* w, float* panels) {
   constexpr int n = F::n, P = Tiles<F>::kPoints;
